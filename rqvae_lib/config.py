@@ -1,0 +1,72 @@
+"""Paths, seeds and the fast-mode switch shared by the library, notebooks and scripts."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+#: Repository root (the folder that holds ``rqvae_lib/``).
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: The seed every notebook, test and script uses unless told otherwise.
+DEFAULT_SEED = 42
+
+
+def data_root() -> Path:
+    """Where datasets live: ``$RQVAE_DATA_ROOT``, else ``<repo>/data``."""
+    return Path(os.environ.get("RQVAE_DATA_ROOT", REPO_ROOT / "data")).expanduser()
+
+
+def artifacts_dir() -> Path:
+    """Where trained models, logs and semantic-ID tables go: ``$RQVAE_ARTIFACTS`` or ``<repo>/artifacts``."""
+    path = Path(os.environ.get("RQVAE_ARTIFACTS", REPO_ROOT / "artifacts")).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def figures_dir() -> Path:
+    """Where notebooks write their PNG figures: ``$RQVAE_FIGURES`` or ``<repo>/figures``."""
+    path = Path(os.environ.get("RQVAE_FIGURES", REPO_ROOT / "figures")).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def fast_mode() -> bool:
+    """True when ``RQVAE_FAST=1`` or ``CI`` is set: shrink epochs and sample sizes, skip nothing."""
+    flag = os.environ.get("RQVAE_FAST")
+    if flag is not None:
+        return flag.strip().lower() not in ("", "0", "false", "no")
+    return bool(os.environ.get("CI"))
+
+
+def seed_everything(seed: int = DEFAULT_SEED, deterministic: bool = True) -> int:
+    """Seed Python, NumPy and torch, and ask torch for deterministic kernels where it has them."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    return seed
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None`` means CUDA when available, else CPU; asking for CUDA without it is a clear error."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"device={str(device)!r} was requested but CUDA is not available on this machine; "
+            "pass device=None (auto) or device='cpu'."
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(
+            f"device={str(device)!r} was requested but MPS is not available; pass device=None or 'cpu'."
+        )
+    return device

@@ -1,0 +1,61 @@
+"""Data for rqvae_lib: the Amazon P5 datasets, their text embeddings, and a synthetic catalogue."""
+
+from rqvae_lib.data.amazon import (
+    SPLITS,
+    DownloadError,
+    LeaveOneOut,
+    build_item_texts,
+    download,
+    ensure_raw,
+    item_text,
+    leave_one_out,
+    link_local_copy,
+    load_items,
+    load_user_sequences,
+    processed_dir,
+    raw_dir,
+    raw_file,
+    top_category,
+    verify_checksums,
+)
+from rqvae_lib.data.datasets import (
+    SUBSETS,
+    FeatureDataset,
+    ItemDataModule,
+    P5AmazonItemDataset,
+    SyntheticDataModule,
+    split_indices,
+)
+from rqvae_lib.data.embed import DEFAULT_MODEL, cache_path, embed_texts, load_or_embed
+from rqvae_lib.data.synthetic import SyntheticCatalog, make_synthetic_catalog
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "SPLITS",
+    "SUBSETS",
+    "DownloadError",
+    "FeatureDataset",
+    "ItemDataModule",
+    "LeaveOneOut",
+    "P5AmazonItemDataset",
+    "SyntheticCatalog",
+    "SyntheticDataModule",
+    "build_item_texts",
+    "cache_path",
+    "download",
+    "embed_texts",
+    "ensure_raw",
+    "item_text",
+    "leave_one_out",
+    "link_local_copy",
+    "load_items",
+    "load_or_embed",
+    "load_user_sequences",
+    "make_synthetic_catalog",
+    "processed_dir",
+    "raw_dir",
+    "raw_file",
+    "split_indices",
+    "top_category",
+    "verify_checksums",
+]

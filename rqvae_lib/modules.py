@@ -1,0 +1,55 @@
+"""Encoder and Decoder: plain MLPs between item embeddings and the small latent that is quantized."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+
+def _hidden_sizes(hidden_dim: int | Sequence[int]) -> list[int]:
+    sizes = [hidden_dim] if isinstance(hidden_dim, int) else list(hidden_dim)
+    if not sizes or any(int(h) < 1 for h in sizes):
+        raise ValueError(f"hidden_dim must be a positive int or a non-empty list of them, got {hidden_dim!r}")
+    return [int(h) for h in sizes]
+
+
+def mlp(sizes: Sequence[int]) -> nn.Sequential:
+    """Linear layers of the given sizes with SiLU between them and no activation after the last."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.SiLU())
+    return nn.Sequential(*layers)
+
+
+class Encoder(nn.Module):
+    """MLP ``input_dim -> hidden_dim(s) -> latent_dim``.
+
+    ``hidden_dim`` is one width or a list, e.g. ``[512, 256, 128]`` for TIGER's shape. Hidden layers
+    use SiLU: smooth like GELU, cheap, and with no dead units (ReLU can silence latent directions,
+    which starves the codebooks); the output layer is linear so the latent can take any sign.
+    """
+
+    def __init__(self, input_dim: int, hidden_dim: int | Sequence[int], latent_dim: int) -> None:
+        super().__init__()
+        self.net = mlp([input_dim, *_hidden_sizes(hidden_dim), latent_dim])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class Decoder(nn.Module):
+    """MLP ``latent_dim -> hidden_dim(s) -> output_dim``, the Encoder's mirror.
+
+    A list of hidden sizes is given in the encoder's order (``[512, 256, 128]``) and reversed
+    here, so one config describes both. SiLU between layers, linear output (see ``Encoder``).
+    """
+
+    def __init__(self, latent_dim: int, hidden_dim: int | Sequence[int], output_dim: int) -> None:
+        super().__init__()
+        self.net = mlp([latent_dim, *reversed(_hidden_sizes(hidden_dim)), output_dim])
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z)

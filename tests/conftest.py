@@ -1,0 +1,63 @@
+"""Shared fixtures: a data root holding the real Amazon files, and Beauty's cached embeddings.
+
+The real files are read from ``$RQVAE_SHARED_DATA`` (default ``<repo>/../shared/data``), never
+copied into the repository. The data root is ``$RQVAE_DATA_ROOT`` when set, so the embedding
+cache written there is reused by later runs and by the notebooks; else a fresh temp folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rqvae_lib.config import REPO_ROOT
+from rqvae_lib.data import build_item_texts, link_local_copy, load_items, load_or_embed
+from rqvae_lib.data.amazon import missing_files, processed_dir
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+SHARED_DATA = Path(os.environ.get("RQVAE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def _shared(split: str) -> Path:
+    return SHARED_DATA.expanduser() / f"amazon-{split}"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder holding ``amazon-beauty/`` (and maybe ``amazon-toys/``); skip if absent."""
+    if not _shared("beauty").is_dir():
+        pytest.skip(
+            f"real Amazon data not found at {_shared('beauty')}; set RQVAE_SHARED_DATA to the "
+            "folder that holds amazon-beauty/"
+        )
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def data_root(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``$RQVAE_DATA_ROOT`` or a temp folder, with ``<split>/raw`` linked to the shared files."""
+    env = os.environ.get("RQVAE_DATA_ROOT")
+    root = Path(env).expanduser() if env else tmp_path_factory.mktemp("data_root")
+    for split in ("beauty", "toys"):
+        if _shared(split).is_dir() and missing_files(split, root):
+            link_local_copy(split, root, _shared(split))
+    return root
+
+
+@pytest.fixture(scope="session")
+def beauty_items(data_root: Path):
+    return load_items("beauty", data_root)
+
+
+@pytest.fixture(scope="session")
+def beauty_texts(beauty_items) -> list[str]:
+    return build_item_texts(beauty_items)
+
+
+@pytest.fixture(scope="session")
+def beauty_embeddings(data_root: Path, beauty_texts: list[str]) -> np.ndarray:
+    """Beauty's MiniLM embeddings: computed at most once per run (~95 s on 2 cores), then cached."""
+    return load_or_embed(beauty_texts, processed_dir(data_root, "beauty"))
