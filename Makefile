@@ -12,6 +12,7 @@ ifneq ($(wildcard ../shared/data/amazon-beauty),)
 export RQVAE_SHARED_DATA ?= $(abspath ../shared/data)
 endif
 export HF_HUB_OFFLINE ?= 1
+export RQVAE_DATA_ROOT ?= $(abspath data)
 export PYTHONHASHSEED ?= 0
 
 .PHONY: venv tutorial figures test unit notebooks lint clean

@@ -70,3 +70,15 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
             f"device={str(device)!r} was requested but MPS is not available; pass device=None or 'cpu'."
         )
     return device
+
+
+#: TIGER's RQ-VAE shape on 384-d all-MiniLM-L6-v2 embeddings: the notebooks, CLI and benchmarks use it.
+TIGER_CONFIG: dict = {
+    "input_dim": 384,
+    "hidden_dim": [512, 256, 128],
+    "latent_dim": 32,
+    "num_embeddings": 256,
+    "num_levels": 3,
+    "commitment_cost": 0.25,
+    "learning_rate": 1e-3,
+}
