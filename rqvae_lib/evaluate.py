@@ -50,7 +50,9 @@ def batch_inference(
 
 
 @torch.no_grad()
-def evaluate_reconstruction(model, dataloader: Iterable, device: str | torch.device | None = None) -> dict[str, float]:
+def evaluate_reconstruction(
+    model, dataloader: Iterable, device: str | torch.device | None = None
+) -> dict[str, float]:
     """Reconstruction error of the quantized model, over the whole dataloader.
 
     ``mse`` is the summed squared error per item (the reference's definition), ``rmse`` its root,
@@ -109,7 +111,9 @@ def codebook_stats(ids: Tensor, num_embeddings: int) -> dict:
 
 
 @torch.no_grad()
-def evaluate_quantization(model, dataloader: Iterable, device: str | torch.device | None = None) -> dict:
+def evaluate_quantization(
+    model, dataloader: Iterable, device: str | torch.device | None = None
+) -> dict:
     """The reference's ``usage_rate``, ``unique_codes`` and ``perplexity`` plus per-level and ID statistics.
 
     See ``codebook_stats`` for every key and how levels are aggregated.

@@ -10,7 +10,9 @@ from torch import Tensor, nn
 def _hidden_sizes(hidden_dim: int | Sequence[int]) -> list[int]:
     sizes = [hidden_dim] if isinstance(hidden_dim, int) else list(hidden_dim)
     if not sizes or any(int(h) < 1 for h in sizes):
-        raise ValueError(f"hidden_dim must be a positive int or a non-empty list of them, got {hidden_dim!r}")
+        raise ValueError(
+            f"hidden_dim must be a positive int or a non-empty list of them, got {hidden_dim!r}"
+        )
     return [int(h) for h in sizes]
 
 

@@ -241,8 +241,10 @@ class ResidualQuantizer(nn.Module):
         if last.use_cosine:
             residual = F.normalize(residual, dim=-1)
         _, full, counts = torch.unique(ids, dim=0, return_inverse=True, return_counts=True)
-        if bool((counts > 1).any()) and self.num_levels > 0:
-            _, prefix = torch.unique(ids[:, :-1], dim=0, return_inverse=True)
+        if bool((counts > 1).any()):
+            prefix = torch.zeros(len(ids), dtype=torch.long, device=ids.device)
+            if self.num_levels > 1:
+                _, prefix = torch.unique(ids[:, :-1], dim=0, return_inverse=True)
             for p in torch.unique(prefix[counts[full] > 1]).tolist():
                 rows = (prefix == p).nonzero().squeeze(1)
                 cost = torch.cdist(residual[rows].double(), last.codebook.double()).cpu().numpy()

@@ -25,7 +25,10 @@ def add_collision_suffix(ids: Tensor) -> Tensor:
 
 def ids_to_tokens(ids: Tensor) -> list[str]:
     """Render IDs as token strings, one letter per level: ``(17, 203, 5) -> '<a_17><b_203><c_5>'``."""
-    return ["".join(f"<{chr(97 + lv)}_{c}>" for lv, c in enumerate(row)) for row in torch.as_tensor(ids).tolist()]
+    return [
+        "".join(f"<{chr(97 + lv)}_{c}>" for lv, c in enumerate(row))
+        for row in torch.as_tensor(ids).tolist()
+    ]
 
 
 def prefix_groups(ids: Tensor, depth: int) -> dict[tuple[int, ...], list[int]]:

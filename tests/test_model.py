@@ -24,7 +24,14 @@ from rqvae_lib import (
 )
 from rqvae_lib.data.synthetic import make_synthetic_catalog
 
-REFERENCE_METRICS = {"train_loss", "train_recon_loss", "train_commitment_loss", "train_embedding_loss", "val_loss", "val_recon_loss"}
+REFERENCE_METRICS = {
+    "train_loss",
+    "train_recon_loss",
+    "train_commitment_loss",
+    "train_embedding_loss",
+    "val_loss",
+    "val_recon_loss",
+}
 
 
 class Features(torch.utils.data.Dataset):
@@ -44,8 +51,13 @@ def trainer(tmp_path=None, epochs: int = 2, **kw) -> pl.Trainer:
     kw.setdefault("logger", False)
     kw.setdefault("enable_checkpointing", False)
     return pl.Trainer(
-        max_epochs=epochs, accelerator="cpu", devices=1, enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=tmp_path, **kw,
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        **kw,
     )
 
 
@@ -58,7 +70,9 @@ def catalog():
 def trained(catalog):
     seed_everything(0)
     model = RqVae(32, [64, 32], 16, 32, num_levels=3)
-    trainer(epochs=3).fit(model, DataLoader(Features(catalog.features), batch_size=128, shuffle=True))
+    trainer(epochs=3).fit(
+        model, DataLoader(Features(catalog.features), batch_size=128, shuffle=True)
+    )
     return model.eval()
 
 
@@ -69,7 +83,12 @@ def test_encoder_decoder_accept_one_width_or_tigers_list():
     enc, dec = Encoder(384, [512, 256, 128], 32), Decoder(32, [512, 256, 128], 384)
     widths = [m.out_features for m in enc.net if isinstance(m, torch.nn.Linear)]
     assert widths == [512, 256, 128, 32]
-    assert [m.out_features for m in dec.net if isinstance(m, torch.nn.Linear)] == [128, 256, 512, 384]
+    assert [m.out_features for m in dec.net if isinstance(m, torch.nn.Linear)] == [
+        128,
+        256,
+        512,
+        384,
+    ]
     assert dec(enc(x)).shape == (5, 384)
 
 
@@ -115,7 +134,12 @@ def test_residual_quantizer_quantizes_what_earlier_levels_left():
 def test_kmeans_init_uses_first_training_batch_and_inference_never_updates():
     vq = VectorQuantizer(8, 2, seed=3)
     assert not bool(vq.initialized)
-    x = torch.cat([torch.randn(50, 2) * 0.01 + torch.tensor(c) for c in [(5, 5), (-5, 5), (5, -5), (-5, -5)] * 2])
+    x = torch.cat(
+        [
+            torch.randn(50, 2) * 0.01 + torch.tensor(c)
+            for c in [(5, 5), (-5, 5), (5, -5), (-5, -5)] * 2
+        ]
+    )
     with torch.no_grad():
         vq.train()(x)  # no gradients: no update, as in generate_semantic_ids
     assert not bool(vq.initialized)
@@ -144,7 +168,14 @@ def test_dead_codes_are_restarted_from_current_inputs():
 def test_reference_defaults_and_shapes():
     model = RqVae()
     h = model.hparams
-    assert (h.input_dim, h.hidden_dim, h.latent_dim, h.num_embeddings, h.commitment_cost, h.learning_rate) == (768, 512, 256, 1024, 0.25, 1e-3)
+    assert (
+        h.input_dim,
+        h.hidden_dim,
+        h.latent_dim,
+        h.num_embeddings,
+        h.commitment_cost,
+        h.learning_rate,
+    ) == (768, 512, 256, 1024, 0.25, 1e-3)
     assert model.quantizer.num_embeddings == 1024 and model.quantizer.num_levels == 3
     x = torch.randn(10, 768)
     reconstructed, commitment, embedding, ids = model(x)
@@ -166,14 +197,24 @@ def test_training_logs_exactly_the_reference_metrics(tmp_path, catalog):
     assert isinstance(config["optimizer"], torch.optim.Adam)
     scheduler = config["lr_scheduler"]["scheduler"]
     assert isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-    assert (scheduler.factor, scheduler.patience, config["lr_scheduler"]["monitor"]) == (0.5, 5, "val_loss")
+    assert (scheduler.factor, scheduler.patience, config["lr_scheduler"]["monitor"]) == (
+        0.5,
+        5,
+        "val_loss",
+    )
 
 
 def test_basic_training_example_runs_without_a_validation_loader(catalog):
     """The reference's ``trainer.fit(model, dataloader)``, with ``accelerator='auto'`` for ``gpus=1``."""
     model = RqVae(input_dim=32, hidden_dim=64, latent_dim=16, num_embeddings=64, learning_rate=1e-3)
     dataloader = DataLoader(Features(catalog.features), batch_size=32, shuffle=True)
-    t = pl.Trainer(max_epochs=7, accelerator="auto", logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    t = pl.Trainer(
+        max_epochs=7,
+        accelerator="auto",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
     before = model.generate_semantic_ids(catalog.features)
     t.fit(model, dataloader)
     assert t.current_epoch == 7 and "train_loss" in t.logged_metrics
@@ -186,7 +227,9 @@ def test_same_seed_same_semantic_ids(catalog):
     for _ in range(2):
         seed_everything(7)
         model = RqVae(32, 64, 16, 16, num_levels=2, seed=7)
-        trainer(epochs=1).fit(model, DataLoader(Features(catalog.features), batch_size=128, shuffle=True))
+        trainer(epochs=1).fit(
+            model, DataLoader(Features(catalog.features), batch_size=128, shuffle=True)
+        )
         ids.append(model.generate_semantic_ids(catalog.features))
     assert torch.equal(*ids)
 
@@ -200,10 +243,16 @@ def test_generate_semantic_ids_never_changes_codebooks(catalog):
 # --- save and load -----------------------------------------------------------------------
 def test_save_pretrained_round_trip_gives_identical_ids(tmp_path, trained, catalog):
     trained.save_pretrained(tmp_path / "m")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+    ]
     loaded = RqVae.from_pretrained(tmp_path / "m")
     assert loaded.hparams == trained.hparams
-    assert torch.equal(loaded.generate_semantic_ids(catalog.features), trained.generate_semantic_ids(catalog.features))
+    assert torch.equal(
+        loaded.generate_semantic_ids(catalog.features),
+        trained.generate_semantic_ids(catalog.features),
+    )
 
 
 def test_lightning_checkpoint_round_trip_gives_identical_ids(tmp_path, catalog):
@@ -213,8 +262,13 @@ def test_lightning_checkpoint_round_trip_gives_identical_ids(tmp_path, catalog):
     t.fit(model, DataLoader(Features(catalog.features), batch_size=128, shuffle=True))
     path = t.checkpoint_callback.best_model_path
     loaded = RqVae.load_from_checkpoint(path)
-    assert torch.equal(loaded.generate_semantic_ids(catalog.features), model.eval().generate_semantic_ids(catalog.features))
-    with pytest.raises(ValueError, match=r"does not match.*saved shape \(32, 16\), model expects \(64, 16\)"):
+    assert torch.equal(
+        loaded.generate_semantic_ids(catalog.features),
+        model.eval().generate_semantic_ids(catalog.features),
+    )
+    with pytest.raises(
+        ValueError, match=r"does not match.*saved shape \(32, 16\), model expects \(64, 16\)"
+    ):
         RqVae.load_from_checkpoint(path, num_embeddings=64)
 
 
@@ -250,7 +304,9 @@ def test_evaluation_functions(trained, catalog):
     assert torch.equal(ids, trained.generate_semantic_ids(catalog.features))
     rec = evaluate_reconstruction(trained, loader, device="cpu")
     x_hat = trained(catalog.features)[0]
-    assert rec["mse"] == pytest.approx(float(((x_hat - catalog.features) ** 2).sum(1).mean()), rel=1e-4)
+    assert rec["mse"] == pytest.approx(
+        float(((x_hat - catalog.features) ** 2).sum(1).mean()), rel=1e-4
+    )
     assert rec["rmse"] == pytest.approx(rec["mse"] ** 0.5) and 0 < rec["relative_error"] < 1
     q = evaluate_quantization(trained, loader)
     assert q == codebook_stats(ids, 32)
@@ -260,7 +316,9 @@ def test_evaluation_functions(trained, catalog):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_asking_for_cuda_without_it_is_a_clear_error(trained, catalog):
     with pytest.raises(RuntimeError, match="CUDA is not available.*device=None"):
-        batch_inference(trained, DataLoader(Features(catalog.features), batch_size=100), device="cuda")
+        batch_inference(
+            trained, DataLoader(Features(catalog.features), batch_size=100), device="cuda"
+        )
 
 
 # --- bad input ---------------------------------------------------------------------------
@@ -289,12 +347,17 @@ def test_default_model_does_not_collapse_and_plain_ste_does():
     cat = make_synthetic_catalog(num_items=2048, dim=64, branching=(16, 8, 8), noise=0.5, seed=0)
     loader = DataLoader(Features(cat.features), batch_size=256, shuffle=True)
     stats = {}
-    for name, opts in {"default": {}, "plain": {"kmeans_init": False, "dead_code_steps": 0}}.items():
+    for name, opts in {
+        "default": {},
+        "plain": {"kmeans_init": False, "dead_code_steps": 0},
+    }.items():
         seed_everything(0)
         model = RqVae(64, [128, 64], 16, 32, num_levels=3, **opts)
         trainer(epochs=15).fit(model, loader)
         stats[name] = codebook_stats(model.generate_semantic_ids(cat.features), 32)
-        stats[name + "+dedup"] = codebook_stats(model.generate_semantic_ids(cat.features, deduplicate=True), 32)
+        stats[name + "+dedup"] = codebook_stats(
+            model.generate_semantic_ids(cat.features, deduplicate=True), 32
+        )
     default, plain = stats["default"], stats["plain"]
     assert min(default["perplexity_per_level"]) > 0.6 * 32, default
     assert default["unique_id_rate"] > 0.75, default
@@ -302,3 +365,17 @@ def test_default_model_does_not_collapse_and_plain_ste_does():
     # without the techniques every level collapses to one or two codes
     assert max(plain["perplexity_per_level"][:2]) < 2 and plain["unique_id_rate"] < 0.05, plain
     assert stats["plain+dedup"]["unique_id_rate"] < 0.1
+
+
+def test_deduplicate_breaks_ties_at_the_last_level_only():
+    torch.manual_seed(0)
+    rq = ResidualQuantizer(2, 8, 4, kmeans_init=False, dead_code_steps=0)
+    z = torch.randn(6, 4) * 1e-4 + 0.5  # six near-identical items: one shared ID
+    ids = rq(z).encoding_indices
+    assert len(torch.unique(ids, dim=0)) == 1
+    unique = rq.deduplicate(z, ids)
+    assert torch.equal(unique[:, 0], ids[:, 0]) and len(torch.unique(unique, dim=0)) == 6
+    spread = torch.randn(6, 4) * 10
+    ids = rq(spread).encoding_indices
+    if len(torch.unique(ids, dim=0)) == 6:  # nothing collides: nothing moves
+        assert torch.equal(rq.deduplicate(spread, ids), ids)

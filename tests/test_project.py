@@ -27,7 +27,9 @@ def test_environment_yml_installs_the_package_with_the_same_extras():
     assert "pip" in deps
     pip = next(d["pip"] for d in deps if isinstance(d, dict))
     extras = {e for line in pip for e in re.findall(r"\.\[([\w,]+)\]", line)[0].split(",")}
-    assert extras == set(project["optional-dependencies"]), "environment.yml must install every extra"
+    assert extras == set(project["optional-dependencies"]), (
+        "environment.yml must install every extra"
+    )
     assert any(line.startswith("-e .") for line in pip), "environment.yml must install this package"
 
 
@@ -38,7 +40,9 @@ def test_ci_runs_the_readme_test_command_after_pinning_torch():
     assert "make test" in commands and "make tutorial" in commands
     lines = [line.strip() for line in ci.splitlines()]
     assert "make test" in lines
-    assert lines.index("make test") > next(i for i, line in enumerate(lines) if "torch==2.13.0" in line)
+    assert lines.index("make test") > next(
+        i for i, line in enumerate(lines) if "torch==2.13.0" in line
+    )
 
 
 def test_collision_suffix_tokens_and_prefix_groups():

@@ -1,0 +1,205 @@
+"""What semantic IDs mean: prefix trees, category prediction, co-purchase sharing, neighbours.
+
+Every function takes IDs ``(num_items, num_levels)`` in catalogue order and returns plain
+NumPy arrays or pandas DataFrames, so notebooks only print and plot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _ids(ids: Tensor | np.ndarray) -> np.ndarray:
+    ids = np.asarray(torch.as_tensor(ids).long())
+    return ids[:, None] if ids.ndim == 1 else ids
+
+
+def prefix_keys(ids: Tensor | np.ndarray, depth: int) -> np.ndarray:
+    """One integer per item naming its ID prefix of length ``depth`` (equal prefix, equal key)."""
+    ids = _ids(ids)
+    if not 1 <= depth <= ids.shape[1]:
+        raise ValueError(f"depth must be between 1 and {ids.shape[1]}, got {depth}")
+    return np.unique(ids[:, :depth], axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def prefix_tree_sizes(ids: Tensor | np.ndarray) -> dict[int, np.ndarray]:
+    """Depth -> the number of items under each distinct prefix of that depth."""
+    ids = _ids(ids)
+    return {d: np.bincount(prefix_keys(ids, d)) for d in range(1, ids.shape[1] + 1)}
+
+
+def prefix_tree_summary(ids: Tensor | np.ndarray) -> pd.DataFrame:
+    """Per depth: distinct prefixes, items per prefix (mean, median, max) and singleton share."""
+    rows = []
+    for depth, sizes in prefix_tree_sizes(ids).items():
+        rows.append({
+            "depth": depth, "prefixes": len(sizes), "mean_size": sizes.mean(),
+            "median_size": float(np.median(sizes)), "max_size": int(sizes.max()),
+            "items_alone": float((sizes == 1).sum() / sizes.sum()),
+        })
+    return pd.DataFrame(rows).set_index("depth")
+
+
+def _loo_majority_accuracy(keys: np.ndarray, labels: np.ndarray, fallback: int) -> float:
+    """Predict each item's label by the majority among the *other* items with the same key."""
+    num_labels = labels.max() + 1
+    counts = np.zeros((keys.max() + 1, num_labels), dtype=np.int64)
+    np.add.at(counts, (keys, labels), 1)
+    prior = np.bincount(labels, minlength=num_labels) * 1e-9  # ties go to the commoner label
+    correct = 0
+    for key, label in {(k, lab) for k, lab in zip(keys.tolist(), labels.tolist(), strict=True)}:
+        others = counts[key].copy()
+        others[label] -= 1
+        pred = int(np.argmax(others + prior)) if others.sum() else fallback
+        correct += counts[key, label] * (pred == label)
+    return correct / len(labels)
+
+
+def category_prediction(
+    ids: Tensor | np.ndarray, labels: Sequence, seed: int = 0, repeats: int = 3
+) -> pd.DataFrame:
+    """How well the ID prefix at each depth predicts a label, against random IDs.
+
+    An item's prediction is the most common label among the other items that share its prefix
+    (leave-one-out; the overall majority label when it is alone). The random baseline shuffles
+    the IDs over items (same prefix-tree sizes, no meaning), averaged over ``repeats`` draws.
+    """
+    ids = _ids(ids)
+    codes, uniques = pd.factorize(pd.Series(list(labels)), sort=True)
+    majority = int(np.bincount(codes).argmax())
+    rng = np.random.default_rng(seed)
+    shuffles = [rng.permutation(len(codes)) for _ in range(repeats)]
+    rows = []
+    for depth in range(1, ids.shape[1] + 1):
+        keys = prefix_keys(ids, depth)
+        rows.append({
+            "depth": depth,
+            "accuracy": _loo_majority_accuracy(keys, codes, majority),
+            "random_ids": float(np.mean([_loo_majority_accuracy(keys[p], codes, majority)
+                                         for p in shuffles])),
+            "majority_label": float(np.mean(codes == majority)),
+        })
+    return pd.DataFrame(rows).set_index("depth")
+
+
+def copurchase_pairs(sequences: dict[int, list[int]] | Iterable[list[int]]) -> np.ndarray:
+    """Consecutive pairs ``(a, b)``, ``a != b``, from users' item sequences: (num_pairs, 2)."""
+    seqs = sequences.values() if isinstance(sequences, dict) else sequences
+    pairs = [(a, b) for s in seqs for a, b in zip(s[:-1], s[1:], strict=True) if a != b]
+    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def shared_prefix_length(ids: Tensor | np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """For rows ``a[i]`` and ``b[i]``: how many leading codes their IDs share (0..num_levels)."""
+    ids = _ids(ids)
+    same = ids[np.asarray(a)] == ids[np.asarray(b)]
+    return np.cumprod(same, axis=1).sum(axis=1)
+
+
+def copurchase_sharing(
+    ids: Tensor | np.ndarray, item_ids: Sequence[int], pairs: np.ndarray, seed: int = 0
+) -> pd.DataFrame:
+    """Fraction of co-purchased pairs sharing the ID prefix at each depth, against random pairs.
+
+    ``item_ids[row]`` is the P5 id of row ``row`` of ``ids``; ``pairs`` holds P5 ids. Random
+    pairs keep each pair's first item and draw the second from all pair items (same popularity).
+    """
+    ids = _ids(ids)
+    row_of = {int(item): row for row, item in enumerate(item_ids)}
+    rows = np.vectorize(row_of.__getitem__, otypes=[np.int64])(pairs)
+    rng = np.random.default_rng(seed)
+    random_b = rng.choice(rows.reshape(-1), size=len(rows))
+    real = shared_prefix_length(ids, rows[:, 0], rows[:, 1])
+    rand = shared_prefix_length(ids, rows[:, 0], random_b)
+    out = [{"depth": d, "co_purchased": float(np.mean(real >= d)),
+            "random_pairs": float(np.mean(rand >= d))} for d in range(1, ids.shape[1] + 1)]
+    df = pd.DataFrame(out).set_index("depth")
+    df["lift"] = df["co_purchased"] / df["random_pairs"].clip(lower=1e-12)
+    return df
+
+
+def embedding_neighbours(features: Tensor | np.ndarray, query: int, k: int = 10) -> np.ndarray:
+    """Rows of the ``k`` items closest to ``query`` by cosine similarity (the query excluded)."""
+    x = F.normalize(torch.as_tensor(features, dtype=torch.float32), dim=1)
+    sims = x @ x[query]
+    sims[query] = -float("inf")
+    return sims.topk(k).indices.numpy()
+
+
+def prefix_neighbours(
+    ids: Tensor | np.ndarray, features: Tensor | np.ndarray, query: int, k: int = 10
+) -> np.ndarray:
+    """Rows of ``k`` items ranked by shared ID prefix length with ``query``, ties by cosine."""
+    ids = _ids(ids)
+    n = ids.shape[0]
+    shared = shared_prefix_length(ids, np.full(n, query), np.arange(n)).astype(np.float64)
+    x = F.normalize(torch.as_tensor(features, dtype=torch.float32), dim=1)
+    score = shared * 10 + (x @ x[query]).numpy()  # cosine lies in [-1, 1]
+    score[query] = -np.inf
+    return np.argsort(-score, kind="stable")[:k]
+
+
+def neighbour_table(
+    ids: Tensor | np.ndarray, features: Tensor | np.ndarray, titles: Sequence[str],
+    query: int, k: int = 5,
+) -> pd.DataFrame:
+    """Side by side: the ``k`` nearest items by embedding and by ID prefix, with shared depth."""
+    ids = _ids(ids)
+    from .semantic_ids import ids_to_tokens
+
+    out = {}
+    for name, rows in (("embedding", embedding_neighbours(features, query, k)),
+                       ("id_prefix", prefix_neighbours(ids, features, query, k))):
+        out[f"{name}: title"] = [str(titles[r])[:60] for r in rows]
+        out[f"{name}: id"] = ids_to_tokens(ids[rows])
+        out[f"{name}: shared"] = shared_prefix_length(ids, np.full(k, query), rows)
+    return pd.DataFrame(out, index=pd.RangeIndex(1, k + 1, name="rank"))
+
+
+def neighbour_prefix_depths(
+    ids: Tensor | np.ndarray, features: Tensor | np.ndarray, k: int = 10,
+    sample: int = 1000, seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shared prefix length between sampled items and their ``k`` embedding neighbours, and
+    between the same items and ``k`` random items: two flat arrays to compare."""
+    ids = _ids(ids)
+    rng = np.random.default_rng(seed)
+    n = ids.shape[0]
+    queries = rng.choice(n, size=min(sample, n), replace=False)
+    x = F.normalize(torch.as_tensor(features, dtype=torch.float32), dim=1)
+    sims = x[queries] @ x.T
+    sims[torch.arange(len(queries)), torch.as_tensor(queries)] = -float("inf")
+    nn_rows = sims.topk(k, dim=1).indices.numpy()
+    a = np.repeat(queries, k)
+    return (shared_prefix_length(ids, a, nn_rows.reshape(-1)),
+            shared_prefix_length(ids, a, rng.integers(0, n, size=a.size)))
+
+
+def reconstruction_error(features: Tensor | np.ndarray, reconstruction: Tensor | np.ndarray) -> dict:
+    """``mse`` (summed over dimensions, mean over items), ``rmse`` and ``relative_error``, as in
+    :func:`rqvae_lib.evaluate.evaluate_reconstruction`, for any reconstruction (e.g. RQ-KMeans)."""
+    x = torch.as_tensor(features, dtype=torch.float64)
+    se = (x - torch.as_tensor(reconstruction, dtype=torch.float64)).pow(2).sum().item()
+    mse = se / x.shape[0]
+    return {"mse": mse, "rmse": mse**0.5, "relative_error": se / x.pow(2).sum().item()}
+
+
+def comparison_row(name: str, stats: dict, recon: dict) -> dict:
+    """One row of a model comparison from ``codebook_stats`` and a reconstruction dict."""
+    row = {"model": name}
+    for lv, (use, ppl) in enumerate(
+        zip(stats["usage_rate_per_level"], stats["perplexity_per_level"], strict=True), start=1
+    ):
+        row[f"usage L{lv}"] = round(use, 3)
+        row[f"perplexity L{lv}"] = round(ppl, 1)
+    row["unique IDs"] = stats["unique_ids"]
+    row["collision rate"] = round(stats["collision_rate"], 4)
+    row["max items/ID"] = stats["max_items_per_id"]
+    row["rel. error"] = round(recon["relative_error"], 4)
+    return row

@@ -1,0 +1,220 @@
+"""Figures for the notebooks: every function returns a matplotlib Figure with labelled axes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from .config import figures_dir
+
+LEVEL_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
+
+
+def save_figure(fig: Figure, name: str, dpi: int = 110) -> Path:
+    """Write ``fig`` to ``figures/<name>.png`` atomically (temp file, then rename)."""
+    path = figures_dir() / f"{name}.png"
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    os.replace(tmp, path)
+    return path
+
+
+def _as_models(ids_or_dict) -> dict[str, np.ndarray]:
+    if isinstance(ids_or_dict, Mapping):
+        return {k: np.asarray(torch.as_tensor(v)) for k, v in ids_or_dict.items()}
+    return {"": np.asarray(torch.as_tensor(ids_or_dict))}
+
+
+def loss_curves(metrics_csv: str | os.PathLike | pd.DataFrame) -> Figure:
+    """Loss per epoch from a CSVLogger ``metrics.csv``: totals left, components (log) right."""
+    df = metrics_csv if isinstance(metrics_csv, pd.DataFrame) else pd.read_csv(metrics_csv)
+    df = df.groupby("epoch").mean(numeric_only=True)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for key in ("train_loss", "val_loss"):
+        if key in df:
+            ax1.plot(df.index, df[key], label=key)
+    parts = ("train_recon_loss", "val_recon_loss", "train_commitment_loss", "train_embedding_loss")
+    for key in parts:
+        if key in df:
+            ax2.plot(df.index, df[key], label=key)
+    ax2.set_yscale("log")
+    for ax, title in ((ax1, "total loss"), (ax2, "loss components")):
+        ax.set(xlabel="epoch", ylabel="loss", title=title)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def code_frequencies(ids, num_embeddings: int) -> Figure:
+    """One panel per level: code counts sorted from most to least used (dead codes at zero).
+
+    ``ids`` is a ``(num_items, num_levels)`` tensor or a dict ``{model name: ids}`` to overlay.
+    """
+    models = _as_models(ids)
+    levels = next(iter(models.values())).shape[1]
+    fig, axes = plt.subplots(1, levels, figsize=(4 * levels, 3.4), sharey=True, squeeze=False)
+    for lv, ax in enumerate(axes[0]):
+        for name, m in models.items():
+            counts = np.sort(np.bincount(m[:, lv], minlength=num_embeddings))[::-1]
+            used = int((counts > 0).sum())
+            ax.plot(np.arange(1, num_embeddings + 1), counts, label=f"{name} ({used} used)".strip())
+        ax.axhline(len(m) / num_embeddings, color="grey", ls=":", lw=1, label="uniform")
+        ax.set_yscale("symlog", linthresh=1)
+        ax.set(xlabel="code rank (most used first)", title=f"level {lv + 1}")
+        ax.legend(fontsize=8)
+    axes[0, 0].set_ylabel("items assigned to the code")
+    fig.tight_layout()
+    return fig
+
+
+def usage_over_epochs(history: Sequence[dict] | Mapping[str, Sequence[dict]]) -> Figure:
+    """Per-level codebook usage (left) and perplexity (right) over training epochs.
+
+    ``history`` is the usage callback's list, or a dict ``{model name: history}`` to compare.
+    """
+    runs = history if isinstance(history, Mapping) else {"": history}
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    styles = ("-", "--", ":", "-.")
+    for (name, hist), ls in zip(runs.items(), styles, strict=False):
+        df = pd.DataFrame(list(hist))
+        levels = sorted(int(c[len("usage_l"):]) for c in df.columns if c.startswith("usage_l"))
+        for lv in levels:
+            label = f"{name} L{lv}".strip()
+            color = LEVEL_COLORS[(lv - 1) % len(LEVEL_COLORS)]
+            ax1.plot(df["epoch"] + 1, df[f"usage_l{lv}"], ls=ls, color=color, label=label)
+            ax2.plot(df["epoch"] + 1, df[f"perplexity_l{lv}"], ls=ls, color=color, label=label)
+    ax1.set(xlabel="epoch", ylabel="fraction of codes used", ylim=(0, 1.05), title="codebook usage")
+    ax2.set(xlabel="epoch", ylabel="perplexity (effective codes)", title="perplexity")
+    ax2.set_yscale("log")
+    for ax in (ax1, ax2):
+        ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def category_bar(categories: Sequence[str], top: int = 15) -> Figure:
+    """Horizontal bar chart of the ``top`` most common categories."""
+    counts = pd.Series(list(categories)).value_counts().head(top)[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(counts) + 1.2))
+    ax.barh(counts.index, counts.values, color="tab:blue")
+    ax.set(xlabel="items", ylabel="category", title=f"top {len(counts)} categories")
+    fig.tight_layout()
+    return fig
+
+
+def text_length_hist(texts: Sequence[str], bins: int = 50) -> Figure:
+    """Histogram of item text lengths in words, with the median marked."""
+    words = np.array([len(t.split()) for t in texts])
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    ax.hist(words, bins=bins, color="tab:blue")
+    ax.axvline(np.median(words), color="k", ls="--", label=f"median {np.median(words):.0f} words")
+    ax.set(xlabel="words per item text", ylabel="items", title="item text length")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def projection_scatter(xy: np.ndarray, labels: Sequence[str], top: int = 8,
+                       method: str = "t-SNE") -> Figure:
+    """2-D projection of embeddings, coloured by label (the ``top`` commonest; rest grey)."""
+    labels = pd.Series(list(labels))
+    keep = labels.value_counts().index[:top]
+    fig, ax = plt.subplots(figsize=(7.5, 6))
+    other = ~labels.isin(keep).to_numpy()
+    ax.scatter(xy[other, 0], xy[other, 1], s=4, c="lightgrey", label="other")
+    for i, name in enumerate(keep):
+        m = (labels == name).to_numpy()
+        ax.scatter(xy[m, 0], xy[m, 1], s=4, color=plt.cm.tab10(i % 10), label=name)
+    ax.set(xlabel=f"{method} 1", ylabel=f"{method} 2", title=f"{method} of item embeddings")
+    ax.legend(markerscale=3, fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def prefix_tree_sizes(sizes: Mapping[int, np.ndarray]) -> Figure:
+    """Distribution of items per prefix, one curve per depth (log-log histogram)."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    top = max(int(s.max()) for s in sizes.values())
+    bins = np.unique(np.logspace(0, np.log10(top + 1), 30).astype(int))
+    for depth, s in sizes.items():
+        ax.hist(s, bins=bins, histtype="step", lw=2, label=f"depth {depth} ({len(s)} prefixes)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set(xlabel="items sharing the prefix", ylabel="number of prefixes",
+           title="prefix-tree sizes")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def category_by_depth(results: pd.DataFrame | Mapping[str, pd.DataFrame]) -> Figure:
+    """Category prediction accuracy from the ID prefix at each depth, against random IDs.
+
+    ``results`` is :func:`rqvae_lib.analysis.category_prediction`'s table, or a dict of them.
+    """
+    runs = results if isinstance(results, Mapping) else {"category": results}
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for i, (name, df) in enumerate(runs.items()):
+        color = plt.cm.tab10(i)
+        ax.plot(df.index, df["accuracy"], "o-", color=color, label=f"{name}: semantic ID prefix")
+        ax.plot(df.index, df["random_ids"], "s--", color=color, alpha=0.6,
+                label=f"{name}: random IDs")
+    ax.set(xlabel="prefix depth (levels of the ID)", ylabel="accuracy", ylim=(0, 1.02),
+           title="predicting the category from the ID prefix")
+    ax.set_xticks(list(next(iter(runs.values())).index))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def prefix_sharing(df: pd.DataFrame) -> Figure:
+    """Bars: share of co-purchased vs random pairs whose IDs agree on the prefix at each depth."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    x = np.arange(len(df))
+    ax.bar(x - 0.2, df["co_purchased"], 0.4, label="co-purchased pairs")
+    ax.bar(x + 0.2, df["random_pairs"], 0.4, label="random pairs")
+    ax.set_xticks(x, [f"depth {d}" for d in df.index])
+    ax.set_yscale("log")
+    ax.set(xlabel="shared ID prefix", ylabel="fraction of pairs",
+           title="do co-purchased items share ID prefixes?")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def shared_depth_hist(groups: Mapping[str, np.ndarray], num_levels: int) -> Figure:
+    """Grouped bars: how many leading codes item pairs share, per kind of pair."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    width = 0.8 / len(groups)
+    x = np.arange(num_levels + 1)
+    for i, (name, depths) in enumerate(groups.items()):
+        frac = np.bincount(depths, minlength=num_levels + 1) / len(depths)
+        ax.bar(x + (i - (len(groups) - 1) / 2) * width, frac, width, label=name)
+    ax.set_xticks(x)
+    ax.set(xlabel="leading codes shared with the query item", ylabel="fraction of pairs",
+           title="shared ID prefix: embedding neighbours vs random items")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def table_figure(df: pd.DataFrame, title: str = "") -> Figure:
+    """A DataFrame drawn as a table (for the README and slides)."""
+    fig, ax = plt.subplots(figsize=(1.3 * (len(df.columns) + 1), 0.45 * len(df) + 0.9))
+    ax.axis("off")
+    table = ax.table(cellText=df.astype(str).values, colLabels=list(df.columns),
+                     rowLabels=list(map(str, df.index)), loc="center", cellLoc="center")
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    table.scale(1, 1.4)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
