@@ -50,12 +50,16 @@ class RqVae(pl.LightningModule):
         num_levels: int = 3,
         kmeans_init: bool = True,
         dead_code_steps: int = 10,
+        dead_code_threshold: float = 0.0,
         use_cosine: bool = False,
         recon_weight: float = 1.0,
         weight_decay: float = 0.0,
+        lr_schedule: str = "plateau",
         seed: int = 0,
     ) -> None:
         super().__init__()
+        if lr_schedule not in ("plateau", "cosine"):
+            raise ValueError(f"lr_schedule must be 'plateau' or 'cosine', got {lr_schedule!r}")
         if isinstance(hidden_dim, Sequence):
             hidden_dim = [int(h) for h in hidden_dim]
         self.save_hyperparameters()
@@ -63,7 +67,8 @@ class RqVae(pl.LightningModule):
         self.encoder = Encoder(input_dim, hidden_dim, latent_dim)
         self.quantizer = ResidualQuantizer(
             num_levels, num_embeddings, latent_dim, commitment_cost,
-            kmeans_init=kmeans_init, dead_code_steps=dead_code_steps, use_cosine=use_cosine, seed=seed,
+            kmeans_init=kmeans_init, dead_code_steps=dead_code_steps,
+            dead_code_threshold=dead_code_threshold, use_cosine=use_cosine, seed=seed,
         )
         self.decoder = Decoder(latent_dim, hidden_dim, input_dim)
 
@@ -147,6 +152,10 @@ class RqVae(pl.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         """Adam plus ReduceLROnPlateau(factor 0.5, patience 5) on ``val_loss`` (``train_loss`` without validation)."""
         optimizer = torch.optim.Adam(self.parameters(), lr=self.learning_rate, weight_decay=self.hparams.weight_decay)
+        if self.hparams.get("lr_schedule", "plateau") == "cosine":  # to zero over the whole fit, per step
+            total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer else 1000
+            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=5)
         monitor = "val_loss" if self._validates() else "train_loss"
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": monitor}}

@@ -67,9 +67,9 @@ def code_frequencies(ids, num_embeddings: int) -> Figure:
             ax.plot(np.arange(1, num_embeddings + 1), counts, label=f"{name} ({used} used)".strip())
         ax.axhline(len(m) / num_embeddings, color="grey", ls=":", lw=1, label="uniform")
         ax.set_yscale("symlog", linthresh=1)
-        ax.set(xlabel="code rank (most used first)", title=f"level {lv + 1}")
+        ax.set(xlabel="code rank (most used first)", ylabel="items assigned to the code",
+               title=f"level {lv + 1}")
         ax.legend(fontsize=8)
-    axes[0, 0].set_ylabel("items assigned to the code")
     fig.tight_layout()
     return fig
 

@@ -92,6 +92,8 @@ class VectorQuantizer(nn.Module):
         commitment_cost: weight of the commitment loss (VQ-VAE's beta).
         kmeans_init: initialize the codebook by k-means on the first training batch.
         dead_code_steps: restart codes unused for this many training steps (0 turns it off).
+        dead_code_threshold: also restart codes whose running average of items per step (EMA,
+            decay 0.8) falls below this, as vector-quantize-pytorch does (0 turns it off).
         use_cosine: compare directions only: inputs and codes are L2-normalized (ViT-VQGAN).
         seed: seed for k-means and restarts, so runs are reproducible.
     """
@@ -104,6 +106,7 @@ class VectorQuantizer(nn.Module):
         *,
         kmeans_init: bool = True,
         dead_code_steps: int = 10,
+        dead_code_threshold: float = 0.0,
         use_cosine: bool = False,
         seed: int = 0,
     ) -> None:
@@ -118,6 +121,8 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("initialized", torch.tensor(not kmeans_init))
         self.register_buffer("steps_since_used", torch.zeros(num_embeddings, dtype=torch.long))
         self.register_buffer("num_restarts", torch.zeros((), dtype=torch.long))
+        self.dead_code_threshold = dead_code_threshold
+        self.register_buffer("usage_ema", torch.full((num_embeddings,), 1e9), persistent=False)
 
     @property
     def codebook(self) -> Tensor:
@@ -143,7 +148,7 @@ class VectorQuantizer(nn.Module):
         embedding_loss = F.mse_loss(codes, z.detach())
         commitment_loss = self.commitment_cost * F.mse_loss(z, codes.detach())
         quantized = z + (codes - z).detach()  # straight-through: forward = code, backward = identity
-        if update and self.dead_code_steps > 0:
+        if update and (self.dead_code_steps > 0 or self.dead_code_threshold > 0):
             self._restart_dead_codes(z.detach(), codes.detach(), indices)
         return QuantizerOutput(quantized, commitment_loss, embedding_loss, indices)
 
@@ -159,7 +164,14 @@ class VectorQuantizer(nn.Module):
     def _restart_dead_codes(self, z: Tensor, codes: Tensor, indices: Tensor) -> None:
         counts = _sum(torch.bincount(indices, minlength=self.num_embeddings))
         self.steps_since_used.add_(1).masked_fill_(counts > 0, 0)
-        dead = (self.steps_since_used >= self.dead_code_steps).nonzero().squeeze(1)
+        dead = self.steps_since_used >= self.dead_code_steps if self.dead_code_steps > 0 else None
+        if self.dead_code_threshold > 0:
+            if self.usage_ema[0] >= 1e9:  # first step: start from this step's counts
+                self.usage_ema.copy_(counts)
+            self.usage_ema.mul_(0.8).add_(counts.float(), alpha=0.2)
+            rare = self.usage_ema < self.dead_code_threshold
+            dead = rare if dead is None else dead | rare
+        dead = dead.nonzero().squeeze(1)
         if dead.numel() == 0:
             return
         data = _gather(z)
@@ -170,6 +182,7 @@ class VectorQuantizer(nn.Module):
         self.embedding.weight.data[dead] = data[picks.to(data.device)]
         _broadcast(self.embedding.weight.data)
         self.steps_since_used[dead] = 0
+        self.usage_ema[dead] = counts.sum() / self.num_embeddings  # a fair share, as a grace period
         self.num_restarts.add_(1)
 
 
@@ -191,6 +204,7 @@ class ResidualQuantizer(nn.Module):
         *,
         kmeans_init: bool = True,
         dead_code_steps: int = 10,
+        dead_code_threshold: float = 0.0,
         use_cosine: bool = False,
         seed: int = 0,
     ) -> None:
@@ -201,7 +215,7 @@ class ResidualQuantizer(nn.Module):
             VectorQuantizer(
                 num_embeddings, embedding_dim, commitment_cost,
                 kmeans_init=kmeans_init, dead_code_steps=dead_code_steps,
-                use_cosine=use_cosine, seed=seed + level,
+                dead_code_threshold=dead_code_threshold, use_cosine=use_cosine, seed=seed + level,
             )
             for level in range(num_levels)
         )

@@ -96,6 +96,7 @@ def train_model(
     name: str = "rqvae",
     config: dict | None = None,
     quiet: bool | None = None,
+    save_dir: str | os.PathLike | None = None,
     **model_kwargs: Any,
 ) -> TrainResult:
     """Build ``RqVae(**config, **model_kwargs)`` (config defaults to TIGER_CONFIG) and fit it.
@@ -105,7 +106,7 @@ def train_model(
     max_epochs = default_epochs() if max_epochs is None else max_epochs
     model = RqVae(**{**(config or TIGER_CONFIG), **model_kwargs})
     datamodule.prepare_data()
-    trainer = make_trainer(max_epochs, name, usage_loader_for(datamodule), quiet=quiet)
+    trainer = make_trainer(max_epochs, name, usage_loader_for(datamodule), save_dir, quiet)
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule)
     seconds = time.perf_counter() - start

