@@ -22,10 +22,12 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from rqvae_lib.config import TIGER_CONFIG  # noqa: E402
 from rqvae_lib.modules import Decoder, Encoder  # noqa: E402
 
 #: The TIGER shape the notebooks use: 384 -> 512-256-128 -> 32, 3 levels x 256 codes.
-TIGER_SHAPE = dict(hidden_dim=[512, 256, 128], latent_dim=32, num_embeddings=256, num_levels=3)
+SHAPE_KEYS = ("hidden_dim", "latent_dim", "num_embeddings", "num_levels")
+TIGER_SHAPE = {k: TIGER_CONFIG[k] for k in SHAPE_KEYS}
 
 
 def setup_env() -> None:
@@ -177,7 +179,9 @@ class ResidualVQPeer(pl.LightningModule):
 
 def mlp_flops(module: nn.Module) -> int:
     """Forward FLOPs per item of the Linear layers in ``module`` (2 per multiply-add)."""
-    return sum(2 * m.in_features * m.out_features for m in module.modules() if isinstance(m, nn.Linear))
+    return sum(
+        2 * m.in_features * m.out_features for m in module.modules() if isinstance(m, nn.Linear)
+    )
 
 
 def matmul_gflops(device: torch.device, n: int = 2048, seconds: float = 2.0) -> float:

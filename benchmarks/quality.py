@@ -17,7 +17,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
@@ -37,19 +36,30 @@ from common import (  # noqa: E402
 )
 
 from rqvae_lib import RqVae, codebook_stats, seed_everything  # noqa: E402
+from rqvae_lib.baselines import rq_kmeans  # noqa: E402
+from rqvae_lib.config import TIGER_CONFIG  # noqa: E402
 from rqvae_lib.data import FeatureDataset, make_synthetic_catalog  # noqa: E402
 
-#: The RqVae settings benchmarked as "TIGER config" (on top of TIGER_SHAPE and the defaults).
-TIGER_CONFIG: dict = {}
+#: RqVae options benchmarked on top of ``rqvae_lib.config.TIGER_CONFIG`` (empty: its defaults).
+OVERRIDES: dict = {}
 METHODS = ("rqvae", "residualvq", "rq-kmeans", "plain-st")
 COLUMNS = [
-    "method", "unique IDs", "items in a collision", "max items/ID", "usage L1/L2/L3",
-    "perplexity L1/L2/L3", "rel. error", "NMI", "time (s)",
+    "method",
+    "unique IDs",
+    "items in a collision",
+    "max items/ID",
+    "usage L1/L2/L3",
+    "perplexity L1/L2/L3",
+    "rel. error",
+    "NMI",
+    "time (s)",
 ]
 SPLITS = ("beauty", "toys", "sports")
 
 
-def metrics(name: str, ids: Tensor, x: Tensor, x_hat: Tensor, cats: list[str], seconds: float) -> dict:
+def metrics(
+    name: str, ids: Tensor, x: Tensor, x_hat: Tensor, cats: list[str], seconds: float
+) -> dict:
     """One table row: ID statistics, relative reconstruction error, NMI of level 1 vs category."""
     from sklearn.metrics import normalized_mutual_info_score
 
@@ -79,10 +89,13 @@ def loader(x: Tensor, batch_size: int, shuffle: bool) -> DataLoader:
     return DataLoader(FeatureDataset(x), batch_size=batch_size, shuffle=shuffle)
 
 
-def run_rqvae(x: Tensor, cats: list[str], args: argparse.Namespace, name: str, **options) -> list[dict]:
+def run_rqvae(
+    x: Tensor, cats: list[str], args: argparse.Namespace, name: str, **options
+) -> list[dict]:
     """Train RqVae; rows for its nearest-code IDs and for the deduplicated (balanced) last level."""
     seed_everything(args.seed)
-    model = RqVae(x.shape[1], **{**TIGER_SHAPE, "seed": args.seed, **options})
+    config = {**TIGER_CONFIG, "input_dim": x.shape[1], "seed": args.seed, **options}
+    model = RqVae(**config)
     with timer() as t:
         trainer(args.epochs, "cpu").fit(model, loader(x, args.batch_size, shuffle=True))
         model.eval()
@@ -103,7 +116,9 @@ def run_rqvae(x: Tensor, cats: list[str], args: argparse.Namespace, name: str, *
 def run_residualvq(x: Tensor, cats: list[str], args: argparse.Namespace) -> list[dict]:
     """The same MLPs around vector-quantize-pytorch's ResidualVQ."""
     seed_everything(args.seed)
-    model = ResidualVQPeer(x.shape[1], **{k: v for k, v in TIGER_SHAPE.items() if k != "num_levels"})
+    model = ResidualVQPeer(
+        x.shape[1], **{k: v for k, v in TIGER_SHAPE.items() if k != "num_levels"}
+    )
     with timer() as t:
         trainer(args.epochs, "cpu").fit(model, loader(x, args.batch_size, shuffle=True))
         model.eval()
@@ -114,19 +129,10 @@ def run_residualvq(x: Tensor, cats: list[str], args: argparse.Namespace) -> list
 
 def run_rq_kmeans(x: Tensor, cats: list[str], args: argparse.Namespace) -> list[dict]:
     """Residual k-means on the raw embeddings with scikit-learn: 3 levels x 256 centroids."""
-    from sklearn.cluster import KMeans
-
     k, levels = TIGER_SHAPE["num_embeddings"], TIGER_SHAPE["num_levels"]
-    residual = as_numpy(x).astype(np.float64)
-    ids, x_hat = [], np.zeros_like(residual)
     with timer() as t:
-        for level in range(levels):
-            km = KMeans(k, n_init=1, random_state=args.seed + level).fit(residual)
-            ids.append(km.labels_)
-            x_hat += km.cluster_centers_[km.labels_]
-            residual = residual - km.cluster_centers_[km.labels_]
-    ids_t = torch.as_tensor(np.stack(ids, 1))
-    return [metrics("RQ-KMeans (scikit-learn)", ids_t, x, torch.as_tensor(x_hat).float(), cats, t[0])]
+        ids, x_hat = rq_kmeans(x, levels, k, seed=args.seed)
+    return [metrics("RQ-KMeans (scikit-learn)", ids, x, x_hat, cats, t[0])]
 
 
 def parse_value(text: str):
@@ -147,7 +153,7 @@ def parse_options(pairs: list[str], many: bool) -> dict:
 
 def run_dataset(split: str, x: Tensor, cats: list[str], args: argparse.Namespace) -> list[dict]:
     """All requested methods (or the sweep) on one dataset; print and return the rows."""
-    fixed = {**TIGER_CONFIG, **parse_options(args.set, many=False)}
+    fixed = {**OVERRIDES, **parse_options(args.set, many=False)}
     rows: list[dict] = []
     if args.sweep:
         grid = parse_options(args.sweep, many=True)
@@ -186,7 +192,9 @@ def plot(rows: list[dict], path: str) -> None:
     for r in rows:
         marker = "s" if "dedup" in r["method"] else "o"
         ax.scatter(r["_err"], r["_collision"] * 100, marker=marker)
-        ax.annotate(r["method"].replace("RqVae ", ""), (r["_err"], r["_collision"] * 100), fontsize=6)
+        ax.annotate(
+            r["method"].replace("RqVae ", ""), (r["_err"], r["_collision"] * 100), fontsize=6
+        )
     ax.axvline(0.30, ls="--", c="grey")
     ax.axhline(0.5, ls="--", c="grey")
     ax.set_xlabel("relative reconstruction error ||x - x_hat||^2 / ||x||^2")
@@ -198,19 +206,35 @@ def plot(rows: list[dict], path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--datasets", nargs="+", default=list(SPLITS), help="Amazon splits (absent ones are skipped) or 'synthetic'")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--datasets",
+        nargs="+",
+        default=list(SPLITS),
+        help="Amazon splits (absent ones are skipped) or 'synthetic'",
+    )
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--items", type=int, default=None, help="use only the first N items (smoke runs)")
+    p.add_argument(
+        "--items", type=int, default=None, help="use only the first N items (smoke runs)"
+    )
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2", help="RqVae keyword to sweep")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=V", help="RqVae keyword to fix")
+    p.add_argument(
+        "--sweep", action="append", default=[], metavar="KEY=V1,V2", help="RqVae keyword to sweep"
+    )
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=V", help="RqVae keyword to fix"
+    )
     p.add_argument("--plot", default=None, help="PNG path for collisions vs rel. error")
     p.add_argument("--json", default=None, help="append every row as JSON lines here")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = p.parse_args(argv)
     setup_env()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.set_float32_matmul_precision("highest")
     all_rows = []
     for split in args.datasets:

@@ -45,7 +45,9 @@ DIM = 384
 class SyntheticStream(IterableDataset):
     """``num_items`` unit-norm features in batches, cycled from ``pool`` pre-made batches."""
 
-    def __init__(self, num_items: int, batch_size: int, device: torch.device, pool: int = 8) -> None:
+    def __init__(
+        self, num_items: int, batch_size: int, device: torch.device, pool: int = 8
+    ) -> None:
         self.num_items, self.batch_size = num_items, batch_size
         g = torch.Generator().manual_seed(0)
         mean = torch.randn(DIM, generator=g)
@@ -75,9 +77,9 @@ def loss_fn(model: torch.nn.Module, batch: dict[str, Tensor]) -> Tensor:
 
 def flops_per_item(model: torch.nn.Module) -> tuple[float, float]:
     """(training, inference) FLOPs per item: MLPs (backward = 2x forward) plus code distances."""
-    k, levels, d = TIGER_SHAPE["num_embeddings"], TIGER_SHAPE["num_levels"], TIGER_SHAPE["latent_dim"]
+    shape = TIGER_SHAPE
+    dist = 2 * shape["num_levels"] * shape["num_embeddings"] * shape["latent_dim"]
     enc, dec = mlp_flops(model.encoder), mlp_flops(model.decoder)
-    dist = 2 * levels * k * d
     return 3 * (enc + dec) + dist, enc + dist
 
 
@@ -95,8 +97,8 @@ def _start_peak(device: torch.device) -> float:
 
 def _peak(device: torch.device, base: float) -> float:
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20 - base
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+        return max(0.0, torch.cuda.max_memory_allocated() / 2**20 - base)
+    return max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base)
 
 
 def measure_train(method: str, device_name: str, batch_size: int, steps: int, threads: int) -> dict:
@@ -124,15 +126,17 @@ def measure_train(method: str, device_name: str, batch_size: int, steps: int, th
     return {"items/s": steps * batch_size / seconds, "peak MiB": _peak(device, base)}
 
 
-def measure_infer(method: str, device_name: str, num_items: int, batch_size: int, threads: int) -> dict:
+def measure_infer(
+    method: str, device_name: str, num_items: int, batch_size: int, threads: int
+) -> dict:
     """Items/s and peak extra memory of streaming semantic IDs for ``num_items`` items."""
     torch.set_num_threads(threads)
     device = torch.device(device_name)
     model = build(method, device)
     if method == "rqvae":
         model.train()
-        with torch.enable_grad():
-            model(torch.nn.functional.normalize(torch.randn(2048, DIM), dim=1).to(device))  # k-means init
+        with torch.enable_grad():  # one training forward: k-means init of the codebooks
+            model(next(iter(SyntheticStream(2048, 2048, device, pool=1)))["features"])
     stream = SyntheticStream(num_items, batch_size, device)
     loader = DataLoader(stream, batch_size=None)
     run = batch_inference if method == "rqvae" else _peer_inference
@@ -153,24 +157,42 @@ def _peer_inference(model, loader, device) -> Tensor:
     return torch.cat([model.generate_semantic_ids(b["features"]).cpu() for b in loader])
 
 
-def in_subprocess(fn, *args):
-    """Run ``fn(*args)`` in a fresh spawned process and return its result."""
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b >= 1 else "n/a"
+
+
+def in_subprocess(fn, *args, inline: bool = False):
+    """Run ``fn(*args)`` in a fresh spawned process (or here, if ``inline``) and return its result."""
+    if inline:
+        return fn(*args)
     with mp.get_context("spawn").Pool(1) as pool:
         return pool.apply(fn, args)
 
 
 def main(argv: list[str] | None = None) -> str:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--device", default=None, help="cpu or cuda; default: CUDA if available")
     p.add_argument("--batch-size", type=int, default=1024, help="training batch")
     p.add_argument("--infer-batch-size", type=int, default=4096)
     p.add_argument("--train-steps", type=int, default=30)
-    p.add_argument("--infer-items", type=int, default=100_000, help="catalogue for the peer comparison")
+    p.add_argument(
+        "--infer-items", type=int, default=100_000, help="catalogue for the peer comparison"
+    )
     p.add_argument("--catalogues", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument(
+        "--inline", action="store_true", help="no subprocesses (quick; memory less exact)"
+    )
     args = p.parse_args(argv)
     setup_env()
     device = resolve_device(args.device)
+    dev = str(device)
+
+    def run(fn, *fn_args):
+        return in_subprocess(fn, *fn_args, inline=args.inline)
+
     torch.set_num_threads(args.threads)
     gflops = matmul_gflops(device)
     train_flops, infer_flops = flops_per_item(build("rqvae", torch.device("cpu")))
@@ -181,36 +203,44 @@ def main(argv: list[str] | None = None) -> str:
 
     rows, res = [], {}
     for method, name in (("rqvae", "RqVae"), ("peer", "ResidualVQ peer")):
-        train = in_subprocess(measure_train, method, str(device), args.batch_size, args.train_steps, args.threads)
-        infer = in_subprocess(measure_infer, method, str(device), args.infer_items, args.infer_batch_size, args.threads)
+        train = run(measure_train, method, dev, args.batch_size, args.train_steps, args.threads)
+        infer = run(
+            measure_infer, method, dev, args.infer_items, args.infer_batch_size, args.threads
+        )
         res[method] = (train, infer)
-        rows.append({
-            "model": name,
-            "train items/s": f"{train['items/s']:,.0f}",
-            "train GFLOP/s (of matmul)": frac(train["items/s"], train_flops),
-            "train peak MiB": f"{train['peak MiB']:.0f}",
-            "infer items/s": f"{infer['items/s']:,.0f}",
-            "infer GFLOP/s (of matmul)": frac(infer["items/s"], infer_flops),
-            "infer peak MiB": f"{infer['peak MiB']:.0f}",
-        })
+        rows.append(
+            {
+                "model": name,
+                "train items/s": f"{train['items/s']:,.0f}",
+                "train GFLOP/s (of matmul)": frac(train["items/s"], train_flops),
+                "train peak MiB": f"{train['peak MiB']:.0f}",
+                "infer items/s": f"{infer['items/s']:,.0f}",
+                "infer GFLOP/s (of matmul)": frac(infer["items/s"], infer_flops),
+                "infer peak MiB": f"{infer['peak MiB']:.0f}",
+            }
+        )
     (t_r, i_r), (t_p, i_p) = res["rqvae"], res["peer"]
-    rows.append({
-        "model": "ratio RqVae / peer",
-        "train items/s": f"{t_r['items/s'] / t_p['items/s']:.2f}x",
-        "train peak MiB": f"{t_r['peak MiB'] / max(t_p['peak MiB'], 1e-9):.2f}x",
-        "infer items/s": f"{i_r['items/s'] / i_p['items/s']:.2f}x",
-        "infer peak MiB": f"{i_r['peak MiB'] / max(i_p['peak MiB'], 1e-9):.2f}x",
-    })
+    rows.append(
+        {
+            "model": "ratio RqVae / peer",
+            "train items/s": ratio(t_r['items/s'], t_p['items/s']),
+            "train peak MiB": ratio(t_r['peak MiB'], t_p['peak MiB']),
+            "infer items/s": ratio(i_r['items/s'], i_p['items/s']),
+            "infer peak MiB": ratio(i_r['peak MiB'], i_p['peak MiB']),
+        }
+    )
     scale = []
     for n in args.catalogues:
-        r = in_subprocess(measure_infer, "rqvae", str(device), n, args.infer_batch_size, args.threads)
-        scale.append({
-            "items": f"{n:,}",
-            "seconds": f"{r['seconds']:.2f}",
-            "items/s": f"{r['items/s']:,.0f}",
-            "peak MiB": f"{r['peak MiB']:.0f}",
-            "of which IDs (MiB)": f"{n * 24 / 2**20:.0f}",
-        })
+        r = run(measure_infer, "rqvae", dev, n, args.infer_batch_size, args.threads)
+        scale.append(
+            {
+                "items": f"{n:,}",
+                "seconds": f"{r['seconds']:.2f}",
+                "items/s": f"{r['items/s']:,.0f}",
+                "peak MiB": f"{r['peak MiB']:.0f}",
+                "of which IDs (MiB)": f"{n * 24 / 2**20:.0f}",
+            }
+        )
     mem = "CUDA max_memory_allocated" if device.type == "cuda" else "growth of max RSS"
     text = (
         f"### Speed on {device.type.upper()}: {machine()}; load {load()} at the end\n\n"

@@ -30,6 +30,24 @@ from .model import RqVae, _atomic_write
 PROG = "python -m rqvae_lib"
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
+    """jsonargparse's help (every option with its default), keeping the description's lines."""
+
+
+#: A short usage line, so that an error stays a few lines long; ``--help`` lists every option.
+USAGE = "%(prog)s [-h] [-c CONFIG] [--trainer.* ...] [--model.* ...] [--data ...] [--ckpt_path ...]"
+
+DESCRIPTION = f"""Train and use an RQ-VAE that turns item embeddings into semantic IDs.
+
+fit, validate and test are LightningCLI's; predict writes every item's semantic ID to a file.
+  {PROG} fit --config configs/synthetic.yaml
+  {PROG} fit --config configs/beauty.yaml --trainer.max_epochs 5 --model.num_levels 4
+  {PROG} fit --config configs/beauty.yaml --ckpt_path last
+  {PROG} predict --config configs/beauty.yaml --checkpoint CKPT --output ids.csv
+  {PROG} SUBCOMMAND --help    (every option, with its default)
+"""
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used: unreadable, truncated, or from another config."""
 
@@ -39,20 +57,29 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 
 
 # --- reading checkpoints, with errors that name the file and the problem ----------------------
-def read_checkpoint(path: str | Path, model: RqVae | None = None) -> dict[str, Any]:
-    """Load a Lightning checkpoint on the CPU; with ``model``, also require that it fits ``model``."""
+def read_checkpoint(
+    path: str | Path, model: RqVae | None = None, weights_only: bool | None = None
+) -> dict[str, Any]:
+    """Load a Lightning checkpoint on the CPU; with ``model``, also require that it fits ``model``.
+
+    ``weights_only`` is passed to ``torch.load`` (``None``: torch's default, as Lightning does).
+    """
     path = Path(path)
     if not path.exists():
         raise CheckpointNotFoundError(f"checkpoint {path} does not exist")
     if path.is_dir():
         raise CheckpointError(f"checkpoint {path} is a folder; expected a Lightning .ckpt file")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = (str(err).strip() or type(err).__name__).splitlines()[0]
+        if "weights only" in reason.lower():
+            problem = "it holds objects that weights_only loading refuses; if you trust the file, "
+            problem += "pass --weights_only false"
+        else:
+            problem = "it is truncated, corrupt or not a checkpoint"
         raise CheckpointError(
-            f"checkpoint {path} ({path.stat().st_size} bytes) cannot be read: it is truncated, "
-            f"corrupt or not a checkpoint ({reason})"
+            f"checkpoint {path} ({path.stat().st_size} bytes) cannot be read: {problem} ({reason})"
         ) from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"checkpoint {path} has no state_dict; it is not an RqVae checkpoint")
@@ -150,7 +177,7 @@ class RqVaeCLI(LightningCLI):
             path = self._last_checkpoint() or path
         if path is None or path in ("last", "best", "hpc", "registry"):
             return  # nothing to check, or Lightning's own rules (it warns when there is no "last")
-        read_checkpoint(path, self.model)
+        read_checkpoint(path, self.model, config.get("weights_only"))
         config["ckpt_path"] = str(path)
 
     def _last_checkpoint(self) -> Path | None:
@@ -171,23 +198,15 @@ def lightning_cli(args: Sequence[str] | None = None, run: bool = True) -> RqVaeC
         RqVae,
         LightningDataModule,
         subclass_mode_data=True,
-        parser_kwargs={"prog": PROG, "description": DESCRIPTION, "formatter_class": _HelpFormatter},
+        parser_kwargs={
+            "prog": PROG,
+            "description": DESCRIPTION,
+            "formatter_class": _HelpFormatter,
+            **{command: {"usage": USAGE} for command in RqVaeCLI.subcommands()},
+        },
         args=None if args is None else list(args),
         run=run,
     )
-
-
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
-    """jsonargparse's help (every option with its default), keeping the description's lines."""
-
-
-DESCRIPTION = f"""Train and use an RQ-VAE that turns item embeddings into semantic IDs.
-
-  {PROG} fit --config configs/synthetic.yaml          train (any option can be overridden)
-  {PROG} fit --config configs/beauty.yaml --ckpt_path last   resume an interrupted run
-  {PROG} predict --config configs/beauty.yaml --checkpoint CKPT --output ids.csv
-  {PROG} SUBCOMMAND --help                            every option with its default
-"""
 
 
 # --- predict: semantic IDs to CSV or Parquet ----------------------------------------------------
@@ -287,23 +306,35 @@ def predict_parser() -> ArgumentParser:
     )
     parser.add_argument("-c", "--config", action=ActionConfigFile, help="A YAML config file.")
     parser.add_argument(
-        "--checkpoint", type=str, required=True,
+        "--checkpoint",
+        type=str,
+        required=True,
         help="A Lightning .ckpt file or a folder written by RqVae.save_pretrained().",
     )
     parser.add_argument(
-        "--output", type=str, required=True,
+        "--output",
+        type=str,
+        required=True,
         help="Where to write the IDs: a .csv or .parquet file (replaced atomically).",
     )
     parser.add_argument(
-        "--collision_suffix", type=bool, default=False,
+        "--collision_suffix",
+        type=bool,
+        nargs="?",
+        const=True,
+        default=False,
         help="Add TIGER's suffix column (0, 1, ... among items sharing an ID) so IDs are unique.",
     )
     parser.add_argument(
-        "--device", type=str | None, default=None,
+        "--device",
+        type=str | None,
+        default=None,
         help="cpu, cuda, cuda:1, ...; null picks CUDA when available.",
     )
     parser.add_subclass_arguments(
-        LightningDataModule, "data", required=False,
+        LightningDataModule,
+        "data",
+        required=False,
         help="The items: a data module whose predict_dataloader() yields them all, e.g. "
         "ItemDataModule (Amazon) or SyntheticDataModule.",
     )
@@ -318,7 +349,9 @@ def predict_main(args: Sequence[str] | None = None) -> int:
     parser = predict_parser()
     config = parser.parse_args(args)
     if config.get("data") is None:
-        parser.error("give the items to predict: --config CONFIG (with a data section) or --data CLASS")
+        parser.error(
+            "give the items to predict: --config CONFIG (with a data section) or --data CLASS"
+        )
     try:
         model = load_model(config.checkpoint)
         if config.model:
@@ -332,7 +365,11 @@ def predict_main(args: Sequence[str] | None = None) -> int:
         datamodule.prepare_data()
         datamodule.setup("predict")
         n = write_semantic_ids(
-            model, datamodule.predict_dataloader(), config.output, config.collision_suffix, config.device
+            model,
+            datamodule.predict_dataloader(),
+            config.output,
+            config.collision_suffix,
+            config.device,
         )
     except (OSError, ValueError, ImportError, RuntimeError) as err:
         print(f"{PROG} predict: error: {err}", file=sys.stderr)

@@ -29,7 +29,9 @@ class RqVae(pl.LightningModule):
     ``num_levels`` (codebook levels; the ID length), ``kmeans_init`` and ``dead_code_steps``
     (keep codebooks alive; on by default), ``use_cosine`` (compare directions only),
     ``recon_weight`` (weight of the reconstruction term in the total loss: 1 is the reference's
-    ``recon + commitment + embedding``; larger trades collisions for accuracy), ``weight_decay``
+    ``recon + commitment + embedding``; larger trades collisions for accuracy), ``weight_decay``,
+    ``dead_code_threshold`` and ``entropy_weight`` (see ``VectorQuantizer``), ``lr_schedule``
+    (``"plateau"``: ReduceLROnPlateau; ``"cosine"``: cosine decay to 0 over the fit, per step)
     and ``seed``.
     ``hidden_dim`` may be a list, e.g. ``[512, 256, 128]`` with ``latent_dim=32`` for TIGER.
 
@@ -51,6 +53,7 @@ class RqVae(pl.LightningModule):
         kmeans_init: bool = True,
         dead_code_steps: int = 10,
         dead_code_threshold: float = 0.0,
+        entropy_weight: float = 0.0,
         use_cosine: bool = False,
         recon_weight: float = 1.0,
         weight_decay: float = 0.0,
@@ -68,7 +71,8 @@ class RqVae(pl.LightningModule):
         self.quantizer = ResidualQuantizer(
             num_levels, num_embeddings, latent_dim, commitment_cost,
             kmeans_init=kmeans_init, dead_code_steps=dead_code_steps,
-            dead_code_threshold=dead_code_threshold, use_cosine=use_cosine, seed=seed,
+            dead_code_threshold=dead_code_threshold, entropy_weight=entropy_weight,
+            use_cosine=use_cosine, seed=seed,
         )
         self.decoder = Decoder(latent_dim, hidden_dim, input_dim)
 

@@ -39,11 +39,11 @@ def loss_curves(metrics_csv: str | os.PathLike | pd.DataFrame) -> Figure:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
     for key in ("train_loss", "val_loss"):
         if key in df:
-            ax1.plot(df.index, df[key], label=key)
+            ax1.plot(df.index + 1, df[key], label=key)
     parts = ("train_recon_loss", "val_recon_loss", "train_commitment_loss", "train_embedding_loss")
     for key in parts:
         if key in df:
-            ax2.plot(df.index, df[key], label=key)
+            ax2.plot(df.index + 1, df[key], label=key)
     ax2.set_yscale("log")
     for ax, title in ((ax1, "total loss"), (ax2, "loss components")):
         ax.set(xlabel="epoch", ylabel="loss", title=title)
@@ -206,15 +206,20 @@ def shared_depth_hist(groups: Mapping[str, np.ndarray], num_levels: int) -> Figu
 
 
 def table_figure(df: pd.DataFrame, title: str = "") -> Figure:
-    """A DataFrame drawn as a table (for the README and slides)."""
-    fig, ax = plt.subplots(figsize=(1.3 * (len(df.columns) + 1), 0.45 * len(df) + 0.9))
+    """A DataFrame drawn as a table (for the README and slides); columns sized to their text."""
+    cells = df.astype(str).values
+    chars = [max([len(str(c))] + [len(v) for v in cells[:, j]]) for j, c in enumerate(df.columns)]
+    label_chars = max(len(str(i)) for i in df.index)
+    widths = [0.1 * c + 0.2 for c in chars]
+    fig, ax = plt.subplots(figsize=(sum(widths) + 0.1 * label_chars + 0.4, 0.3 * len(df) + 0.8))
     ax.axis("off")
-    table = ax.table(cellText=df.astype(str).values, colLabels=list(df.columns),
-                     rowLabels=list(map(str, df.index)), loc="center", cellLoc="center")
+    total = sum(widths) + 0.1 * label_chars + 0.2
+    table = ax.table(cellText=cells, colLabels=list(map(str, df.columns)),
+                     rowLabels=list(map(str, df.index)), colWidths=[w / total for w in widths],
+                     loc="center", cellLoc="center")
     table.auto_set_font_size(False)
-    table.set_fontsize(8)
-    table.scale(1, 1.4)
+    table.set_fontsize(9)
+    table.scale(1, 1.3)
     if title:
         ax.set_title(title)
-    fig.tight_layout()
     return fig

@@ -94,6 +94,8 @@ class VectorQuantizer(nn.Module):
         dead_code_steps: restart codes unused for this many training steps (0 turns it off).
         dead_code_threshold: also restart codes whose running average of items per step (EMA,
             decay 0.8) falls below this, as vector-quantize-pytorch does (0 turns it off).
+        entropy_weight: add ``entropy_weight * (log K - H(mean soft assignment))`` to the
+            commitment loss, pushing the encoder to spread the batch over all codes (0: off).
         use_cosine: compare directions only: inputs and codes are L2-normalized (ViT-VQGAN).
         seed: seed for k-means and restarts, so runs are reproducible.
     """
@@ -107,6 +109,7 @@ class VectorQuantizer(nn.Module):
         kmeans_init: bool = True,
         dead_code_steps: int = 10,
         dead_code_threshold: float = 0.0,
+        entropy_weight: float = 0.0,
         use_cosine: bool = False,
         seed: int = 0,
     ) -> None:
@@ -121,7 +124,7 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("initialized", torch.tensor(not kmeans_init))
         self.register_buffer("steps_since_used", torch.zeros(num_embeddings, dtype=torch.long))
         self.register_buffer("num_restarts", torch.zeros((), dtype=torch.long))
-        self.dead_code_threshold = dead_code_threshold
+        self.dead_code_threshold, self.entropy_weight = dead_code_threshold, entropy_weight
         self.register_buffer("usage_ema", torch.full((num_embeddings,), 1e9), persistent=False)
 
     @property
@@ -147,10 +150,20 @@ class VectorQuantizer(nn.Module):
         codes = F.embedding(indices, self.codebook)
         embedding_loss = F.mse_loss(codes, z.detach())
         commitment_loss = self.commitment_cost * F.mse_loss(z, codes.detach())
+        if update and self.entropy_weight > 0:
+            commitment_loss = commitment_loss + self.entropy_weight * self._usage_entropy_gap(z)
         quantized = z + (codes - z).detach()  # straight-through: forward = code, backward = identity
         if update and (self.dead_code_steps > 0 or self.dead_code_threshold > 0):
             self._restart_dead_codes(z.detach(), codes.detach(), indices)
         return QuantizerOutput(quantized, commitment_loss, embedding_loss, indices)
+
+    def _usage_entropy_gap(self, z: Tensor) -> Tensor:
+        """log K minus the entropy of the batch-mean softmax over codes (temperature: mean nearest distance)."""
+        e = self.codebook
+        d = z.pow(2).sum(1, keepdim=True) - 2 * z @ e.t() + e.pow(2).sum(1)
+        tau = d.detach().min(1).values.mean().clamp_min(1e-8)
+        p = torch.softmax(-d / tau, dim=1).mean(0)
+        return np.log(self.num_embeddings) + (p * torch.log(p + 1e-10)).sum()
 
     @torch.no_grad()
     def _init_codebook(self, z: Tensor) -> None:
@@ -205,6 +218,7 @@ class ResidualQuantizer(nn.Module):
         kmeans_init: bool = True,
         dead_code_steps: int = 10,
         dead_code_threshold: float = 0.0,
+        entropy_weight: float = 0.0,
         use_cosine: bool = False,
         seed: int = 0,
     ) -> None:
@@ -215,7 +229,8 @@ class ResidualQuantizer(nn.Module):
             VectorQuantizer(
                 num_embeddings, embedding_dim, commitment_cost,
                 kmeans_init=kmeans_init, dead_code_steps=dead_code_steps,
-                dead_code_threshold=dead_code_threshold, use_cosine=use_cosine, seed=seed + level,
+                dead_code_threshold=dead_code_threshold, entropy_weight=entropy_weight,
+                use_cosine=use_cosine, seed=seed + level,
             )
             for level in range(num_levels)
         )

@@ -101,9 +101,13 @@ def train_model(
 ) -> TrainResult:
     """Build ``RqVae(**config, **model_kwargs)`` (config defaults to TIGER_CONFIG) and fit it.
 
-    The usage callback watches the datamodule's whole catalogue (``predict_dataloader``).
+    The usage callback watches the datamodule's whole catalogue (``predict_dataloader``); the
+    model takes the datamodule's ``seed`` unless one is given.
     """
     max_epochs = default_epochs() if max_epochs is None else max_epochs
+    shared_seed = getattr(datamodule, "hparams", {}).get("seed")
+    if shared_seed is not None:  # Lightning refuses a model and datamodule with different seeds
+        model_kwargs.setdefault("seed", shared_seed)
     model = RqVae(**{**(config or TIGER_CONFIG), **model_kwargs})
     datamodule.prepare_data()
     trainer = make_trainer(max_epochs, name, usage_loader_for(datamodule), save_dir, quiet)

@@ -19,6 +19,7 @@ from rqvae_lib.data.amazon import (
     top_category,
 )
 from rqvae_lib.data.embed import DEFAULT_MODEL, load_or_embed
+from rqvae_lib.data.sampling import EpochShuffleSampler
 from rqvae_lib.data.synthetic import make_synthetic_catalog
 
 #: Values of ``train_test_split``: a seeded split of the items, or all of them.
@@ -117,7 +118,7 @@ class ItemDataModule(pl.LightningDataModule):
         download: bool = True,
     ):
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore="seed")  # a 2nd "seed" beside RqVae's breaks hparam logs
         self.root, self.split, self.model_name = root, check_split(split), model_name
         self.batch_size, self.num_workers = batch_size, num_workers
         self.seed, self.download = seed, download
@@ -140,9 +141,9 @@ class ItemDataModule(pl.LightningDataModule):
         self.dataset("all")  # download and embed once
 
     def _loader(self, subset: str, shuffle: bool = False) -> DataLoader:
-        return DataLoader(
-            self.dataset(subset), self.batch_size, shuffle=shuffle, num_workers=self.num_workers
-        )
+        data = self.dataset(subset)
+        sampler = EpochShuffleSampler(data, self.seed) if shuffle else None  # resumable shuffle
+        return DataLoader(data, self.batch_size, sampler=sampler, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -171,8 +172,8 @@ class SyntheticDataModule(pl.LightningDataModule):
         num_workers: int = 0,
     ):
         super().__init__()
-        self.save_hyperparameters()
-        self.dim = dim
+        self.save_hyperparameters(ignore="seed")  # a 2nd "seed" beside RqVae's breaks hparam logs
+        self.dim, self.seed = dim, seed
         self.catalog = make_synthetic_catalog(num_items, dim, tuple(branching), seed=seed)
         n_val = round(num_items * val_fraction)
         perm = np.random.default_rng(seed).permutation(num_items)
@@ -181,7 +182,8 @@ class SyntheticDataModule(pl.LightningDataModule):
 
     def _loader(self, idx: np.ndarray, shuffle: bool = False) -> DataLoader:
         data = FeatureDataset(self.catalog.features[idx], torch.as_tensor(idx))
-        return DataLoader(data, self.batch_size, shuffle=shuffle, num_workers=self.num_workers)
+        sampler = EpochShuffleSampler(data, self.seed) if shuffle else None  # resumable shuffle
+        return DataLoader(data, self.batch_size, sampler=sampler, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_idx, shuffle=True)

@@ -1,0 +1,45 @@
+"""Smoke runs of the benchmark scripts at a tiny size: they run and print every column."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from rqvae_lib.config import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+
+
+def test_quality_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    import quality
+
+    rows = quality.main(
+        ["--datasets", "synthetic", "--items", "512", "--epochs", "1", "--batch-size", "256"]
+    )
+    out = capsys.readouterr().out
+    assert "| " + " | ".join(quality.COLUMNS) + " |" in out
+    names = [r["method"] for r in rows]
+    assert len(names) == 5 and any("ResidualVQ" in n for n in names)
+    assert all(0 <= r["_collision"] <= 1 and r["_err"] >= 0 for r in rows)
+
+
+def test_quality_sweep_smoke(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    import quality
+
+    png = tmp_path / "curve.png"
+    args = ["--datasets", "synthetic", "--items", "256", "--epochs", "1", "--batch-size", "256"]
+    rows = quality.main([*args, "--sweep", "recon_weight=1,4", "--plot", str(png)])
+    assert len(rows) == 4 and png.stat().st_size > 0
+    assert "recon_weight=4" in capsys.readouterr().out
+
+
+def test_speed_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    import speed
+
+    args = "--device cpu --inline --train-steps 2 --batch-size 256 --infer-items 2000"
+    speed.main([*args.split(), "--infer-batch-size", "512", "--catalogues", "1000", "3000"])
+    out = capsys.readouterr().out
+    for column in ("train items/s", "infer items/s", "infer peak MiB", "ratio RqVae / peer"):
+        assert column in out
+    assert "GFLOP/s" in out and "| 3,000 |" in out
