@@ -12,11 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import yaml
 from torch.utils.data import DataLoader
 
 from rqvae_lib import RqVae, add_collision_suffix, batch_inference
 from rqvae_lib.cli import lightning_cli, load_model, predict_main
-from rqvae_lib.config import REPO_ROOT
+from rqvae_lib.config import REPO_ROOT, TIGER_CONFIG
 from rqvae_lib.data import ItemDataModule, SyntheticDataModule
 
 CONFIGS = REPO_ROOT / "configs"
@@ -106,6 +107,13 @@ def test_predict_on_beauty_matches_batch_inference(
     written = pd.read_parquet(output)
     pd.testing.assert_frame_equal(written, expected_rows(model, loader, suffix=True))
     assert written["item_id"].tolist() == list(range(1, 12_102))
+
+
+def test_beauty_config_is_tigers_shape() -> None:
+    config = yaml.safe_load((CONFIGS / "beauty.yaml").read_text())
+    assert {k: config["model"][k] for k in TIGER_CONFIG} == TIGER_CONFIG
+    assert config["data"]["init_args"]["batch_size"] == 1024
+    assert config["trainer"]["accelerator"] == "auto"
 
 
 # --- help and errors --------------------------------------------------------------------------
