@@ -108,19 +108,21 @@ def copurchase_sharing(
     """Fraction of co-purchased pairs sharing the ID prefix at each depth, against random pairs.
 
     ``item_ids[row]`` is the P5 id of row ``row`` of ``ids``; ``pairs`` holds P5 ids. Random
-    pairs keep each pair's first item and draw the second from all pair items (same popularity).
+    pairs keep each pair's first item and draw a different second one from all pair items
+    (same popularity).
     """
     ids = _ids(ids)
     row_of = {int(item): row for row, item in enumerate(item_ids)}
     rows = np.vectorize(row_of.__getitem__, otypes=[np.int64])(pairs)
     rng = np.random.default_rng(seed)
     random_b = rng.choice(rows.reshape(-1), size=len(rows))
+    distinct = random_b != rows[:, 0]  # like the real pairs, never an item with itself
     real = shared_prefix_length(ids, rows[:, 0], rows[:, 1])
-    rand = shared_prefix_length(ids, rows[:, 0], random_b)
+    rand = shared_prefix_length(ids, rows[distinct, 0], random_b[distinct])
     out = [{"depth": d, "co_purchased": float(np.mean(real >= d)),
             "random_pairs": float(np.mean(rand >= d))} for d in range(1, ids.shape[1] + 1)]
     df = pd.DataFrame(out).set_index("depth")
-    df["lift"] = df["co_purchased"] / df["random_pairs"].clip(lower=1e-12)
+    df["lift"] = df["co_purchased"] / df["random_pairs"].replace(0.0, np.nan)  # NaN: no random pair
     return df
 
 

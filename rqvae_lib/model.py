@@ -30,9 +30,8 @@ class RqVae(pl.LightningModule):
     (keep codebooks alive; on by default), ``use_cosine`` (compare directions only),
     ``recon_weight`` (weight of the reconstruction term in the total loss: 1 is the reference's
     ``recon + commitment + embedding``; larger trades collisions for accuracy), ``weight_decay``,
-    ``dead_code_threshold`` and ``entropy_weight`` (see ``VectorQuantizer``), ``lr_schedule``
-    (``"plateau"``: ReduceLROnPlateau; ``"cosine"``: cosine decay to 0 over the fit, per step)
-    and ``seed``.
+    ``lr_schedule`` (``"plateau"``: ReduceLROnPlateau; ``"cosine"``: cosine decay to 0 over the
+    fit, per step) and ``seed``.
     ``hidden_dim`` may be a list, e.g. ``[512, 256, 128]`` with ``latent_dim=32`` for TIGER.
 
     Semantic IDs have shape ``(batch, num_levels)``: column ``l`` is the code chosen at level
@@ -52,8 +51,6 @@ class RqVae(pl.LightningModule):
         num_levels: int = 3,
         kmeans_init: bool = True,
         dead_code_steps: int = 10,
-        dead_code_threshold: float = 0.0,
-        entropy_weight: float = 0.0,
         use_cosine: bool = False,
         recon_weight: float = 1.0,
         weight_decay: float = 0.0,
@@ -69,10 +66,14 @@ class RqVae(pl.LightningModule):
         self.input_dim, self.latent_dim, self.learning_rate = input_dim, latent_dim, learning_rate
         self.encoder = Encoder(input_dim, hidden_dim, latent_dim)
         self.quantizer = ResidualQuantizer(
-            num_levels, num_embeddings, latent_dim, commitment_cost,
-            kmeans_init=kmeans_init, dead_code_steps=dead_code_steps,
-            dead_code_threshold=dead_code_threshold, entropy_weight=entropy_weight,
-            use_cosine=use_cosine, seed=seed,
+            num_levels,
+            num_embeddings,
+            latent_dim,
+            commitment_cost,
+            kmeans_init=kmeans_init,
+            dead_code_steps=dead_code_steps,
+            use_cosine=use_cosine,
+            seed=seed,
         )
         self.decoder = Decoder(latent_dim, hidden_dim, input_dim)
 
@@ -80,16 +81,26 @@ class RqVae(pl.LightningModule):
     def check_features(self, features: Any) -> Tensor:
         """Raise a clear error unless ``features`` is a finite, non-empty float (batch, input_dim) tensor."""
         if not isinstance(features, Tensor):
-            raise TypeError(f"expected features as a torch.Tensor of shape (batch, {self.input_dim}), got {type(features).__name__}")
+            raise TypeError(
+                f"expected features as a torch.Tensor of shape (batch, {self.input_dim}), got {type(features).__name__}"
+            )
         if features.dim() != 2 or features.shape[1] != self.input_dim:
-            raise ValueError(f"expected features of shape (batch, {self.input_dim}), got {tuple(features.shape)}")
+            raise ValueError(
+                f"expected features of shape (batch, {self.input_dim}), got {tuple(features.shape)}"
+            )
         if features.shape[0] == 0:
-            raise ValueError(f"expected at least one row of features, got an empty batch of shape {tuple(features.shape)}")
+            raise ValueError(
+                f"expected at least one row of features, got an empty batch of shape {tuple(features.shape)}"
+            )
         if not features.is_floating_point():
-            raise TypeError(f"expected floating-point features (e.g. torch.float32), got {features.dtype}; call .float() first")
+            raise TypeError(
+                f"expected floating-point features (e.g. torch.float32), got {features.dtype}; call .float() first"
+            )
         if not torch.isfinite(features).all():
             bad = int((~torch.isfinite(features)).any(dim=1).sum())
-            raise ValueError(f"expected finite features, got NaN or inf in {bad} of {features.shape[0]} rows")
+            raise ValueError(
+                f"expected finite features, got NaN or inf in {bad} of {features.shape[0]} rows"
+            )
         return features
 
     def encode(self, features: Tensor) -> Tensor:
@@ -128,7 +139,9 @@ class RqVae(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         total, recon, commitment, embedding = self._losses(batch)
-        log = dict(on_step=False, on_epoch=True, batch_size=batch["features"].shape[0], sync_dist=True)
+        log = dict(
+            on_step=False, on_epoch=True, batch_size=batch["features"].shape[0], sync_dist=True
+        )
         self.log("train_loss", total, prog_bar=True, **log)
         self.log("train_recon_loss", recon, **log)
         self.log("train_commitment_loss", commitment, **log)
@@ -137,7 +150,9 @@ class RqVae(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         total, recon, _, _ = self._losses(batch)
-        log = dict(on_step=False, on_epoch=True, batch_size=batch["features"].shape[0], sync_dist=True)
+        log = dict(
+            on_step=False, on_epoch=True, batch_size=batch["features"].shape[0], sync_dist=True
+        )
         self.log("val_loss", total, prog_bar=True, **log)
         self.log("val_recon_loss", recon, **log)
         return total
@@ -154,15 +169,26 @@ class RqVae(pl.LightningModule):
             return True
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """Adam plus ReduceLROnPlateau(factor 0.5, patience 5) on ``val_loss`` (``train_loss`` without validation)."""
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.learning_rate, weight_decay=self.hparams.weight_decay)
-        if self.hparams.get("lr_schedule", "plateau") == "cosine":  # to zero over the whole fit, per step
+        """Adam plus ReduceLROnPlateau(factor 0.5, patience 5) on ``val_loss`` (``train_loss`` without
+        validation), or with ``lr_schedule="cosine"`` a per-step cosine decay to 0 over the fit."""
+        optimizer = torch.optim.Adam(
+            self.parameters(), lr=self.learning_rate, weight_decay=self.hparams.weight_decay
+        )
+        if self.hparams.get("lr_schedule", "plateau") == "cosine":
             total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer else 1000
             cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=5)
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": cosine, "interval": "step"},
+            }
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=0.5, patience=5
+        )
         monitor = "val_loss" if self._validates() else "train_loss"
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": monitor}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": monitor},
+        }
 
     # --- save and load --------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
@@ -176,17 +202,23 @@ class RqVae(pl.LightningModule):
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> RqVae:
+    def from_pretrained(
+        cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu"
+    ) -> RqVae:
         """Load a model written by ``save_pretrained``; a config/weights mismatch is a clear error."""
         directory = Path(directory)
         for name in (CONFIG_NAME, WEIGHTS_NAME):
             if not (directory / name).is_file():
-                raise FileNotFoundError(f"{directory / name} not found; expected a folder written by RqVae.save_pretrained()")
+                raise FileNotFoundError(
+                    f"{directory / name} not found; expected a folder written by RqVae.save_pretrained()"
+                )
         config = json.loads((directory / CONFIG_NAME).read_text())
         known = set(inspect.signature(cls.__init__).parameters) - {"self"}
         unknown = sorted(set(config) - known)
         if unknown:
-            raise ValueError(f"{directory / CONFIG_NAME} has unknown keys {unknown}; RqVae accepts {sorted(known)}")
+            raise ValueError(
+                f"{directory / CONFIG_NAME} has unknown keys {unknown}; RqVae accepts {sorted(known)}"
+            )
         model = cls(**config)
         state = load_file(str(directory / WEIGHTS_NAME), device=str(map_location))
         model._check_state_dict(state, source=str(directory / WEIGHTS_NAME))
@@ -203,12 +235,17 @@ class RqVae(pl.LightningModule):
         problems += [f"unexpected {k}" for k in state if k not in own]
         problems += [
             f"{k}: saved shape {tuple(state[k].shape)}, model expects {tuple(v.shape)}"
-            for k, v in own.items() if k in state and state[k].shape != v.shape
+            for k, v in own.items()
+            if k in state and state[k].shape != v.shape
         ]
         if problems:
-            config = {k: self.hparams[k] for k in ("input_dim", "hidden_dim", "latent_dim", "num_embeddings", "num_levels")}
+            config = {
+                k: self.hparams[k]
+                for k in ("input_dim", "hidden_dim", "latent_dim", "num_embeddings", "num_levels")
+            }
             raise ValueError(
-                f"{source} does not match the model config {config}: " + "; ".join(problems[:6])
+                f"{source} does not match the model config {config}: "
+                + "; ".join(problems[:6])
                 + (f" (and {len(problems) - 6} more)" if len(problems) > 6 else "")
             )
 

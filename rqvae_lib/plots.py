@@ -128,7 +128,8 @@ def projection_scatter(xy: np.ndarray, labels: Sequence[str], top: int = 8,
     keep = labels.value_counts().index[:top]
     fig, ax = plt.subplots(figsize=(7.5, 6))
     other = ~labels.isin(keep).to_numpy()
-    ax.scatter(xy[other, 0], xy[other, 1], s=4, c="lightgrey", label="other")
+    if other.any():
+        ax.scatter(xy[other, 0], xy[other, 1], s=4, c="lightgrey", label="other")
     for i, name in enumerate(keep):
         m = (labels == name).to_numpy()
         ax.scatter(xy[m, 0], xy[m, 1], s=4, color=plt.cm.tab10(i % 10), label=name)

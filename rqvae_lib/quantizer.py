@@ -92,10 +92,6 @@ class VectorQuantizer(nn.Module):
         commitment_cost: weight of the commitment loss (VQ-VAE's beta).
         kmeans_init: initialize the codebook by k-means on the first training batch.
         dead_code_steps: restart codes unused for this many training steps (0 turns it off).
-        dead_code_threshold: also restart codes whose running average of items per step (EMA,
-            decay 0.8) falls below this, as vector-quantize-pytorch does (0 turns it off).
-        entropy_weight: add ``entropy_weight * (log K - H(mean soft assignment))`` to the
-            commitment loss, pushing the encoder to spread the batch over all codes (0: off).
         use_cosine: compare directions only: inputs and codes are L2-normalized (ViT-VQGAN).
         seed: seed for k-means and restarts, so runs are reproducible.
     """
@@ -108,14 +104,14 @@ class VectorQuantizer(nn.Module):
         *,
         kmeans_init: bool = True,
         dead_code_steps: int = 10,
-        dead_code_threshold: float = 0.0,
-        entropy_weight: float = 0.0,
         use_cosine: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__()
         if num_embeddings < 1 or embedding_dim < 1:
-            raise ValueError(f"num_embeddings and embedding_dim must be >= 1, got {num_embeddings}, {embedding_dim}")
+            raise ValueError(
+                f"num_embeddings and embedding_dim must be >= 1, got {num_embeddings}, {embedding_dim}"
+            )
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.commitment_cost, self.use_cosine = commitment_cost, use_cosine
         self.kmeans_init, self.dead_code_steps, self.seed = kmeans_init, dead_code_steps, seed
@@ -124,8 +120,6 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("initialized", torch.tensor(not kmeans_init))
         self.register_buffer("steps_since_used", torch.zeros(num_embeddings, dtype=torch.long))
         self.register_buffer("num_restarts", torch.zeros((), dtype=torch.long))
-        self.dead_code_threshold, self.entropy_weight = dead_code_threshold, entropy_weight
-        self.register_buffer("usage_ema", torch.full((num_embeddings,), 1e9), persistent=False)
 
     @property
     def codebook(self) -> Tensor:
@@ -141,7 +135,9 @@ class VectorQuantizer(nn.Module):
 
     def forward(self, inputs: Tensor) -> QuantizerOutput:
         if inputs.dim() != 2 or inputs.shape[1] != self.embedding_dim:
-            raise ValueError(f"expected inputs of shape (batch, {self.embedding_dim}), got {tuple(inputs.shape)}")
+            raise ValueError(
+                f"expected inputs of shape (batch, {self.embedding_dim}), got {tuple(inputs.shape)}"
+            )
         update = self.training and torch.is_grad_enabled()
         z = F.normalize(inputs, dim=-1) if self.use_cosine else inputs
         if update and not bool(self.initialized):
@@ -150,20 +146,12 @@ class VectorQuantizer(nn.Module):
         codes = F.embedding(indices, self.codebook)
         embedding_loss = F.mse_loss(codes, z.detach())
         commitment_loss = self.commitment_cost * F.mse_loss(z, codes.detach())
-        if update and self.entropy_weight > 0:
-            commitment_loss = commitment_loss + self.entropy_weight * self._usage_entropy_gap(z)
-        quantized = z + (codes - z).detach()  # straight-through: forward = code, backward = identity
-        if update and (self.dead_code_steps > 0 or self.dead_code_threshold > 0):
+        quantized = (
+            z + (codes - z).detach()
+        )  # straight-through: forward = code, backward = identity
+        if update and self.dead_code_steps > 0:
             self._restart_dead_codes(z.detach(), codes.detach(), indices)
         return QuantizerOutput(quantized, commitment_loss, embedding_loss, indices)
-
-    def _usage_entropy_gap(self, z: Tensor) -> Tensor:
-        """log K minus the entropy of the batch-mean softmax over codes (temperature: mean nearest distance)."""
-        e = self.codebook
-        d = z.pow(2).sum(1, keepdim=True) - 2 * z @ e.t() + e.pow(2).sum(1)
-        tau = d.detach().min(1).values.mean().clamp_min(1e-8)
-        p = torch.softmax(-d / tau, dim=1).mean(0)
-        return np.log(self.num_embeddings) + (p * torch.log(p + 1e-10)).sum()
 
     @torch.no_grad()
     def _init_codebook(self, z: Tensor) -> None:
@@ -177,25 +165,19 @@ class VectorQuantizer(nn.Module):
     def _restart_dead_codes(self, z: Tensor, codes: Tensor, indices: Tensor) -> None:
         counts = _sum(torch.bincount(indices, minlength=self.num_embeddings))
         self.steps_since_used.add_(1).masked_fill_(counts > 0, 0)
-        dead = self.steps_since_used >= self.dead_code_steps if self.dead_code_steps > 0 else None
-        if self.dead_code_threshold > 0:
-            if self.usage_ema[0] >= 1e9:  # first step: start from this step's counts
-                self.usage_ema.copy_(counts)
-            self.usage_ema.mul_(0.8).add_(counts.float(), alpha=0.2)
-            rare = self.usage_ema < self.dead_code_threshold
-            dead = rare if dead is None else dead | rare
-        dead = dead.nonzero().squeeze(1)
+        dead = (self.steps_since_used >= self.dead_code_steps).nonzero().squeeze(1)
         if dead.numel() == 0:
             return
         data = _gather(z)
         error = _gather((z - codes).pow(2).sum(1))
         g = torch.Generator(device="cpu").manual_seed(self.seed * 100_003 + int(self.num_restarts))
-        weights = (error.float().cpu() + 1e-12)
-        picks = torch.multinomial(weights, dead.numel(), replacement=dead.numel() > len(weights), generator=g)
+        weights = error.float().cpu() + 1e-12
+        picks = torch.multinomial(
+            weights, dead.numel(), replacement=dead.numel() > len(weights), generator=g
+        )
         self.embedding.weight.data[dead] = data[picks.to(data.device)]
         _broadcast(self.embedding.weight.data)
         self.steps_since_used[dead] = 0
-        self.usage_ema[dead] = counts.sum() / self.num_embeddings  # a fair share, as a grace period
         self.num_restarts.add_(1)
 
 
@@ -217,8 +199,6 @@ class ResidualQuantizer(nn.Module):
         *,
         kmeans_init: bool = True,
         dead_code_steps: int = 10,
-        dead_code_threshold: float = 0.0,
-        entropy_weight: float = 0.0,
         use_cosine: bool = False,
         seed: int = 0,
     ) -> None:
@@ -227,10 +207,13 @@ class ResidualQuantizer(nn.Module):
             raise ValueError(f"num_levels must be >= 1, got {num_levels}")
         self.levels = nn.ModuleList(
             VectorQuantizer(
-                num_embeddings, embedding_dim, commitment_cost,
-                kmeans_init=kmeans_init, dead_code_steps=dead_code_steps,
-                dead_code_threshold=dead_code_threshold, entropy_weight=entropy_weight,
-                use_cosine=use_cosine, seed=seed + level,
+                num_embeddings,
+                embedding_dim,
+                commitment_cost,
+                kmeans_init=kmeans_init,
+                dead_code_steps=dead_code_steps,
+                use_cosine=use_cosine,
+                seed=seed + level,
             )
             for level in range(num_levels)
         )
@@ -285,5 +268,7 @@ class ResidualQuantizer(nn.Module):
     def decode_ids(self, ids: Tensor) -> Tensor:
         """The quantized latent for semantic IDs of shape ``(batch, num_levels)``: the sum of codes."""
         if ids.dim() != 2 or ids.shape[1] != self.num_levels:
-            raise ValueError(f"expected ids of shape (batch, {self.num_levels}), got {tuple(ids.shape)}")
+            raise ValueError(
+                f"expected ids of shape (batch, {self.num_levels}), got {tuple(ids.shape)}"
+            )
         return sum(F.embedding(ids[:, i], vq.codebook) for i, vq in enumerate(self.levels))

@@ -29,7 +29,9 @@ def test_quality_sweep_smoke(capsys: pytest.CaptureFixture[str], tmp_path) -> No
 
     png = tmp_path / "curve.png"
     args = ["--datasets", "synthetic", "--items", "256", "--epochs", "1", "--batch-size", "256"]
-    rows = quality.main([*args, "--sweep", "recon_weight=1,4", "--plot", str(png)])
+    rows = quality.main(
+        [*args, "--sweep", "recon_weight=1,4", "--set", "lr_schedule=cosine", "--plot", str(png)]
+    )
     assert len(rows) == 4 and png.stat().st_size > 0
     assert "recon_weight=4" in capsys.readouterr().out
 
