@@ -379,3 +379,15 @@ def test_deduplicate_breaks_ties_at_the_last_level_only():
     ids = rq(spread).encoding_indices
     if len(torch.unique(ids, dim=0)) == 6:  # nothing collides: nothing moves
         assert torch.equal(rq.deduplicate(spread, ids), ids)
+
+
+def test_cosine_schedule_decays_to_zero_over_the_fit(catalog):
+    model = RqVae(32, 64, 16, 16, num_levels=2, lr_schedule="cosine", learning_rate=3e-3)
+    t = trainer(epochs=2)
+    t.fit(model, DataLoader(Features(catalog.features), batch_size=128, shuffle=True))
+    config = t.lr_scheduler_configs[0]
+    assert isinstance(config.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR)
+    assert config.interval == "step" and config.scheduler.T_max == 2 * 8
+    assert t.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="lr_schedule must be 'plateau' or 'cosine', got 'linear'"):
+        RqVae(lr_schedule="linear")
