@@ -140,10 +140,16 @@ def load_or_train(
     max_epochs: int | None = None,
     **train_kwargs: Any,
 ) -> RqVae:
-    """Load the model saved in ``directory``; if there is none, train one and save it there."""
+    """Load the model saved in ``directory``; if there is none (or it no longer fits ``RqVae``),
+    train one and save it there."""
     directory = Path(directory)
     if (directory / "config.json").is_file():
-        return RqVae.from_pretrained(directory)
+        try:
+            return RqVae.from_pretrained(directory)
+        except ValueError as exc:  # saved by another version of RqVae: retrain if we can
+            if datamodule is None:
+                raise
+            print(f"Cannot load {directory} ({exc}); retraining.")
     if datamodule is None:
         raise FileNotFoundError(f"no model in {directory} and no datamodule given to train one")
     print(f"No saved model in {directory}: training one ({max_epochs or default_epochs()} epochs).")
