@@ -40,9 +40,11 @@ unit: $(STAMP)
 	$(PY) -m pytest tests -q; status=$$?; \
 	echo "unit tests took $$(( $$(date +%s) - start )) s"; exit $$status
 
+# Figures and models of the test run go to a scratch folder, not over the committed full-mode ones.
 notebooks: $(STAMP)
-	@start=$$(date +%s); \
-	RQVAE_FAST=$${RQVAE_FAST:-1} $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider $(NOTEBOOKS); status=$$?; \
+	@start=$$(date +%s); scratch=$$(mktemp -d); \
+	RQVAE_FIGURES=$$scratch/figures RQVAE_ARTIFACTS=$$scratch/artifacts \
+	RQVAE_FAST=$${RQVAE_FAST:-1} $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider $(NOTEBOOKS); status=$$?; rm -rf $$scratch; \
 	echo "notebooks took $$(( $$(date +%s) - start )) s"; exit $$status
 
 lint: $(STAMP)
