@@ -16,10 +16,28 @@ from .semantic_ids import add_collision_suffix, ids_to_tokens, prefix_groups
 from .training import load_or_train, make_trainer, train_model
 
 __all__ = [
-    "Decoder", "Encoder", "QuantizerOutput", "ResidualQuantizer", "RqVae", "VectorQuantizer",
-    "add_collision_suffix", "batch_inference", "codebook_stats", "data_root", "evaluate_quantization",
-    "evaluate_reconstruction", "fast_mode", "ids_to_tokens", "kmeans", "perplexity", "prefix_groups",
-    "resolve_device", "seed_everything",
-    "CodebookUsageCallback", "load_or_train", "make_trainer", "train_model",
+    "Decoder",
+    "Encoder",
+    "QuantizerOutput",
+    "ResidualQuantizer",
+    "RqVae",
+    "VectorQuantizer",
+    "add_collision_suffix",
+    "batch_inference",
+    "codebook_stats",
+    "data_root",
+    "evaluate_quantization",
+    "evaluate_reconstruction",
+    "fast_mode",
+    "ids_to_tokens",
+    "kmeans",
+    "perplexity",
+    "prefix_groups",
+    "resolve_device",
+    "seed_everything",
+    "CodebookUsageCallback",
+    "load_or_train",
+    "make_trainer",
+    "train_model",
 ]
 __version__ = "0.1.0"

@@ -38,11 +38,16 @@ def prefix_tree_summary(ids: Tensor | np.ndarray) -> pd.DataFrame:
     """Per depth: distinct prefixes, items per prefix (mean, median, max) and singleton share."""
     rows = []
     for depth, sizes in prefix_tree_sizes(ids).items():
-        rows.append({
-            "depth": depth, "prefixes": len(sizes), "mean_size": sizes.mean(),
-            "median_size": float(np.median(sizes)), "max_size": int(sizes.max()),
-            "items_alone": float((sizes == 1).sum() / sizes.sum()),
-        })
+        rows.append(
+            {
+                "depth": depth,
+                "prefixes": len(sizes),
+                "mean_size": sizes.mean(),
+                "median_size": float(np.median(sizes)),
+                "max_size": int(sizes.max()),
+                "items_alone": float((sizes == 1).sum() / sizes.sum()),
+            }
+        )
     return pd.DataFrame(rows).set_index("depth")
 
 
@@ -78,13 +83,16 @@ def category_prediction(
     rows = []
     for depth in range(1, ids.shape[1] + 1):
         keys = prefix_keys(ids, depth)
-        rows.append({
-            "depth": depth,
-            "accuracy": _loo_majority_accuracy(keys, codes, majority),
-            "random_ids": float(np.mean([_loo_majority_accuracy(keys[p], codes, majority)
-                                         for p in shuffles])),
-            "majority_label": float(np.mean(codes == majority)),
-        })
+        rows.append(
+            {
+                "depth": depth,
+                "accuracy": _loo_majority_accuracy(keys, codes, majority),
+                "random_ids": float(
+                    np.mean([_loo_majority_accuracy(keys[p], codes, majority) for p in shuffles])
+                ),
+                "majority_label": float(np.mean(codes == majority)),
+            }
+        )
     return pd.DataFrame(rows).set_index("depth")
 
 
@@ -119,8 +127,14 @@ def copurchase_sharing(
     distinct = random_b != rows[:, 0]  # like the real pairs, never an item with itself
     real = shared_prefix_length(ids, rows[:, 0], rows[:, 1])
     rand = shared_prefix_length(ids, rows[distinct, 0], random_b[distinct])
-    out = [{"depth": d, "co_purchased": float(np.mean(real >= d)),
-            "random_pairs": float(np.mean(rand >= d))} for d in range(1, ids.shape[1] + 1)]
+    out = [
+        {
+            "depth": d,
+            "co_purchased": float(np.mean(real >= d)),
+            "random_pairs": float(np.mean(rand >= d)),
+        }
+        for d in range(1, ids.shape[1] + 1)
+    ]
     df = pd.DataFrame(out).set_index("depth")
     df["lift"] = df["co_purchased"] / df["random_pairs"].replace(0.0, np.nan)  # NaN: no random pair
     return df
@@ -148,16 +162,21 @@ def prefix_neighbours(
 
 
 def neighbour_table(
-    ids: Tensor | np.ndarray, features: Tensor | np.ndarray, titles: Sequence[str],
-    query: int, k: int = 5,
+    ids: Tensor | np.ndarray,
+    features: Tensor | np.ndarray,
+    titles: Sequence[str],
+    query: int,
+    k: int = 5,
 ) -> pd.DataFrame:
     """Side by side: the ``k`` nearest items by embedding and by ID prefix, with shared depth."""
     ids = _ids(ids)
     from .semantic_ids import ids_to_tokens
 
     out = {}
-    for name, rows in (("embedding", embedding_neighbours(features, query, k)),
-                       ("id_prefix", prefix_neighbours(ids, features, query, k))):
+    for name, rows in (
+        ("embedding", embedding_neighbours(features, query, k)),
+        ("id_prefix", prefix_neighbours(ids, features, query, k)),
+    ):
         out[f"{name}: title"] = [str(titles[r])[:60] for r in rows]
         out[f"{name}: id"] = ids_to_tokens(ids[rows])
         out[f"{name}: shared"] = shared_prefix_length(ids, np.full(k, query), rows)
@@ -165,8 +184,11 @@ def neighbour_table(
 
 
 def neighbour_prefix_depths(
-    ids: Tensor | np.ndarray, features: Tensor | np.ndarray, k: int = 10,
-    sample: int = 1000, seed: int = 0,
+    ids: Tensor | np.ndarray,
+    features: Tensor | np.ndarray,
+    k: int = 10,
+    sample: int = 1000,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shared prefix length between sampled items and their ``k`` embedding neighbours, and
     between the same items and ``k`` random items: two flat arrays to compare."""
@@ -179,11 +201,15 @@ def neighbour_prefix_depths(
     sims[torch.arange(len(queries)), torch.as_tensor(queries)] = -float("inf")
     nn_rows = sims.topk(k, dim=1).indices.numpy()
     a = np.repeat(queries, k)
-    return (shared_prefix_length(ids, a, nn_rows.reshape(-1)),
-            shared_prefix_length(ids, a, rng.integers(0, n, size=a.size)))
+    return (
+        shared_prefix_length(ids, a, nn_rows.reshape(-1)),
+        shared_prefix_length(ids, a, rng.integers(0, n, size=a.size)),
+    )
 
 
-def reconstruction_error(features: Tensor | np.ndarray, reconstruction: Tensor | np.ndarray) -> dict:
+def reconstruction_error(
+    features: Tensor | np.ndarray, reconstruction: Tensor | np.ndarray
+) -> dict:
     """``mse`` (summed over dimensions, mean over items), ``rmse`` and ``relative_error``, as in
     :func:`rqvae_lib.evaluate.evaluate_reconstruction`, for any reconstruction (e.g. RQ-KMeans)."""
     x = torch.as_tensor(features, dtype=torch.float64)

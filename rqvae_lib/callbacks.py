@@ -31,7 +31,9 @@ class CodebookUsageCallback(pl.Callback):
         ids = batch_inference(pl_module, self.dataloader, device=pl_module.device)
         pl_module.train(was_training)
         metrics = usage_metrics(ids, pl_module.quantizer.num_embeddings)
-        self.history.append({"epoch": trainer.current_epoch, "step": trainer.global_step, **metrics})
+        self.history.append(
+            {"epoch": trainer.current_epoch, "step": trainer.global_step, **metrics}
+        )
         pl_module.log_dict(metrics, on_step=False, on_epoch=True)
 
     def save(self, path: str | os.PathLike) -> Path:

@@ -67,8 +67,11 @@ def code_frequencies(ids, num_embeddings: int) -> Figure:
             ax.plot(np.arange(1, num_embeddings + 1), counts, label=f"{name} ({used} used)".strip())
         ax.axhline(len(m) / num_embeddings, color="grey", ls=":", lw=1, label="uniform")
         ax.set_yscale("symlog", linthresh=1)
-        ax.set(xlabel="code rank (most used first)", ylabel="items assigned to the code",
-               title=f"level {lv + 1}")
+        ax.set(
+            xlabel="code rank (most used first)",
+            ylabel="items assigned to the code",
+            title=f"level {lv + 1}",
+        )
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -84,7 +87,7 @@ def usage_over_epochs(history: Sequence[dict] | Mapping[str, Sequence[dict]]) ->
     styles = ("-", "--", ":", "-.")
     for (name, hist), ls in zip(runs.items(), styles, strict=False):
         df = pd.DataFrame(list(hist))
-        levels = sorted(int(c[len("usage_l"):]) for c in df.columns if c.startswith("usage_l"))
+        levels = sorted(int(c[len("usage_l") :]) for c in df.columns if c.startswith("usage_l"))
         for lv in levels:
             label = f"{name} L{lv}".strip()
             color = LEVEL_COLORS[(lv - 1) % len(LEVEL_COLORS)]
@@ -121,8 +124,9 @@ def text_length_hist(texts: Sequence[str], bins: int = 50) -> Figure:
     return fig
 
 
-def projection_scatter(xy: np.ndarray, labels: Sequence[str], top: int = 8,
-                       method: str = "t-SNE") -> Figure:
+def projection_scatter(
+    xy: np.ndarray, labels: Sequence[str], top: int = 8, method: str = "t-SNE"
+) -> Figure:
     """2-D projection of embeddings, coloured by label (the ``top`` commonest; rest grey)."""
     labels = pd.Series(list(labels))
     keep = labels.value_counts().index[:top]
@@ -148,8 +152,9 @@ def prefix_tree_sizes(sizes: Mapping[int, np.ndarray]) -> Figure:
         ax.hist(s, bins=bins, histtype="step", lw=2, label=f"depth {depth} ({len(s)} prefixes)")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set(xlabel="items sharing the prefix", ylabel="number of prefixes",
-           title="prefix-tree sizes")
+    ax.set(
+        xlabel="items sharing the prefix", ylabel="number of prefixes", title="prefix-tree sizes"
+    )
     ax.legend()
     fig.tight_layout()
     return fig
@@ -165,10 +170,15 @@ def category_by_depth(results: pd.DataFrame | Mapping[str, pd.DataFrame]) -> Fig
     for i, (name, df) in enumerate(runs.items()):
         color = plt.cm.tab10(i)
         ax.plot(df.index, df["accuracy"], "o-", color=color, label=f"{name}: semantic ID prefix")
-        ax.plot(df.index, df["random_ids"], "s--", color=color, alpha=0.6,
-                label=f"{name}: random IDs")
-    ax.set(xlabel="prefix depth (levels of the ID)", ylabel="accuracy", ylim=(0, 1.02),
-           title="predicting the category from the ID prefix")
+        ax.plot(
+            df.index, df["random_ids"], "s--", color=color, alpha=0.6, label=f"{name}: random IDs"
+        )
+    ax.set(
+        xlabel="prefix depth (levels of the ID)",
+        ylabel="accuracy",
+        ylim=(0, 1.02),
+        title="predicting the category from the ID prefix",
+    )
     ax.set_xticks(list(next(iter(runs.values())).index))
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -183,8 +193,11 @@ def prefix_sharing(df: pd.DataFrame) -> Figure:
     ax.bar(x + 0.2, df["random_pairs"], 0.4, label="random pairs")
     ax.set_xticks(x, [f"depth {d}" for d in df.index])
     ax.set_yscale("log")
-    ax.set(xlabel="shared ID prefix", ylabel="fraction of pairs",
-           title="do co-purchased items share ID prefixes?")
+    ax.set(
+        xlabel="shared ID prefix",
+        ylabel="fraction of pairs",
+        title="do co-purchased items share ID prefixes?",
+    )
     ax.legend()
     fig.tight_layout()
     return fig
@@ -199,8 +212,11 @@ def shared_depth_hist(groups: Mapping[str, np.ndarray], num_levels: int) -> Figu
         frac = np.bincount(depths, minlength=num_levels + 1) / len(depths)
         ax.bar(x + (i - (len(groups) - 1) / 2) * width, frac, width, label=name)
     ax.set_xticks(x)
-    ax.set(xlabel="leading codes shared with the query item", ylabel="fraction of pairs",
-           title="shared ID prefix: embedding neighbours vs random items")
+    ax.set(
+        xlabel="leading codes shared with the query item",
+        ylabel="fraction of pairs",
+        title="shared ID prefix: embedding neighbours vs random items",
+    )
     ax.legend()
     fig.tight_layout()
     return fig
@@ -215,9 +231,14 @@ def table_figure(df: pd.DataFrame, title: str = "") -> Figure:
     fig, ax = plt.subplots(figsize=(sum(widths) + 0.1 * label_chars + 0.4, 0.3 * len(df) + 0.8))
     ax.axis("off")
     total = sum(widths) + 0.1 * label_chars + 0.2
-    table = ax.table(cellText=cells, colLabels=list(map(str, df.columns)),
-                     rowLabels=list(map(str, df.index)), colWidths=[w / total for w in widths],
-                     loc="center", cellLoc="center")
+    table = ax.table(
+        cellText=cells,
+        colLabels=list(map(str, df.columns)),
+        rowLabels=list(map(str, df.index)),
+        colWidths=[w / total for w in widths],
+        loc="center",
+        cellLoc="center",
+    )
     table.auto_set_font_size(False)
     table.set_fontsize(9)
     table.scale(1, 1.3)

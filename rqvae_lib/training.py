@@ -32,8 +32,13 @@ def quiet_lightning() -> None:
     """Silence Lightning's info lines and its warnings about workers and unused GPUs."""
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    for pattern in (".*does not have many workers.*", ".*GPU available but not used.*",
-                    ".*number of training batches.*", ".*LeafSpec.*", ".*isinstance.*treespec.*"):
+    for pattern in (
+        ".*does not have many workers.*",
+        ".*GPU available but not used.*",
+        ".*number of training batches.*",
+        ".*LeafSpec.*",
+        ".*isinstance.*treespec.*",
+    ):
         warnings.filterwarnings("ignore", message=pattern)
 
 
@@ -162,4 +167,3 @@ def load_run_history(directory: str | os.PathLike) -> list[dict]:
     """The per-epoch usage history saved by :func:`save_run` ([] if there is none)."""
     path = Path(directory) / HISTORY_NAME
     return load_history(path) if path.is_file() else []
-

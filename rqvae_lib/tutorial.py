@@ -17,10 +17,17 @@ from .config import REPO_ROOT, fast_mode
 
 #: Metadata nbstripout removes by default, plus what changes from machine to machine.
 STRIP_KEYS = [
-    "metadata.signature", "metadata.widgets", "metadata.language_info.version",
-    "metadata.language_info.codemirror_mode", "metadata.language_info.pygments_lexer",
-    "cell.metadata.collapsed", "cell.metadata.ExecuteTime", "cell.metadata.execution",
-    "cell.metadata.heading_collapsed", "cell.metadata.hidden", "cell.metadata.scrolled",
+    "metadata.signature",
+    "metadata.widgets",
+    "metadata.language_info.version",
+    "metadata.language_info.codemirror_mode",
+    "metadata.language_info.pygments_lexer",
+    "cell.metadata.collapsed",
+    "cell.metadata.ExecuteTime",
+    "cell.metadata.execution",
+    "cell.metadata.heading_collapsed",
+    "cell.metadata.hidden",
+    "cell.metadata.scrolled",
 ]
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 

@@ -21,8 +21,14 @@ from rqvae_lib.semantic_ids import add_collision_suffix  # noqa: E402
 from rqvae_lib.training import load_or_train, load_run_history, train_model  # noqa: E402
 from rqvae_lib.tutorial import strip_notebook  # noqa: E402
 
-SMALL = {"input_dim": 32, "hidden_dim": [64, 32], "latent_dim": 8, "num_embeddings": 16,
-         "num_levels": 3, "learning_rate": 3e-3}
+SMALL = {
+    "input_dim": 32,
+    "hidden_dim": [64, 32],
+    "latent_dim": 8,
+    "num_embeddings": 16,
+    "num_levels": 3,
+    "learning_rate": 3e-3,
+}
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +77,9 @@ def test_prefix_tree_and_shared_prefix():
     ids = torch.tensor([[0, 0, 0], [0, 0, 1], [0, 1, 0], [1, 0, 0]])
     sizes = analysis.prefix_tree_sizes(ids)
     assert sorted(sizes[1].tolist()) == [1, 3] and sorted(sizes[2].tolist()) == [1, 1, 2]
-    assert analysis.shared_prefix_length(ids, np.array([0, 0, 0]), np.array([1, 2, 3])).tolist() == [2, 1, 0]
+    assert analysis.shared_prefix_length(
+        ids, np.array([0, 0, 0]), np.array([1, 2, 3])
+    ).tolist() == [2, 1, 0]
     summary = analysis.prefix_tree_summary(ids)
     assert summary.loc[3, "prefixes"] == 4
 
@@ -115,8 +123,9 @@ def test_plots_return_labelled_figures(run, tmp_path, monkeypatch):
         plots.projection_scatter(np.random.default_rng(0).normal(size=(200, 2)), cat),
         plots.prefix_tree_sizes(analysis.prefix_tree_sizes(ids)),
         plots.category_by_depth({"top": pred}),
-        plots.prefix_sharing(pd.DataFrame({"co_purchased": [0.5, 0.1], "random_pairs": [0.1, 0.01]},
-                                          index=[1, 2])),
+        plots.prefix_sharing(
+            pd.DataFrame({"co_purchased": [0.5, 0.1], "random_pairs": [0.1, 0.01]}, index=[1, 2])
+        ),
         plots.shared_depth_hist({"nn": np.array([0, 1, 2]), "random": np.array([0, 0, 1])}, 3),
     ]
     for fig in figs:
@@ -145,4 +154,3 @@ def test_strip_notebook_keeps_outputs_and_counts():
     assert "execution" not in nb.cells[0].metadata and "widgets" not in nb.metadata
     assert nb.metadata["kernelspec"]["name"] == "python3"
     json.dumps(nb)  # still plain JSON
-

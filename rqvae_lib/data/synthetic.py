@@ -38,7 +38,9 @@ def make_synthetic_catalog(
     VQ codebook collapse. With ``normalize`` the vectors lie on the unit sphere.
     """
     if num_items < 1 or dim < 1 or not branching:
-        raise ValueError(f"need num_items >= 1, dim >= 1 and a non-empty branching, got {num_items}, {dim}, {branching}")
+        raise ValueError(
+            f"need num_items >= 1, dim >= 1 and a non-empty branching, got {num_items}, {dim}, {branching}"
+        )
     rng = np.random.default_rng(seed)
     scales = scales or tuple(1.0 / 2**d for d in range(len(branching)))
     if len(scales) != len(branching):
