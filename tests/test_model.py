@@ -391,3 +391,38 @@ def test_cosine_schedule_decays_to_zero_over_the_fit(catalog):
     assert t.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(ValueError, match="lr_schedule must be 'plateau' or 'cosine', got 'linear'"):
         RqVae(lr_schedule="linear")
+
+
+def test_cosine_codebooks_compare_directions_only():
+    vq = VectorQuantizer(8, 4, kmeans_init=False, dead_code_steps=0, use_cosine=True)
+    z = torch.randn(16, 4)
+    quantized, _, _, idx = vq(z * 5.0)  # scale does not matter, only direction
+    assert torch.equal(idx, vq(z).encoding_indices)
+    torch.testing.assert_close(quantized.norm(dim=1), torch.ones(16))
+    similarity = F.normalize(z, dim=1) @ F.normalize(vq.embedding.weight, dim=1).t()
+    assert torch.equal(idx, similarity.argmax(1))
+    model = RqVae(32, 64, 16, 16, num_levels=2, use_cosine=True)
+    assert model.generate_semantic_ids(torch.randn(5, 32)).shape == (5, 2)
+
+
+def test_reference_usage_examples_as_written(tmp_path, monkeypatch):
+    """'Basic Training' and 'Semantic ID Generation' from the reference, with its constructor
+    arguments, on 768-d features (sentence-T5's width), 1 epoch instead of 100, and
+    ``accelerator="auto"`` for ``gpus=1``."""
+    monkeypatch.chdir(tmp_path)
+    dataset = Features(make_synthetic_catalog(num_items=256, dim=768, seed=3).features)
+    dataloader = DataLoader(dataset, batch_size=32, shuffle=True)
+    model = RqVae(
+        input_dim=768, hidden_dim=512, latent_dim=256, num_embeddings=1024, learning_rate=1e-3
+    )
+    trainer = pl.Trainer(max_epochs=1, accelerator="auto", logger=False, enable_checkpointing=False)
+    trainer.fit(model, dataloader)
+    trainer.save_checkpoint("checkpoints/rqvae.ckpt")
+
+    model = RqVae.load_from_checkpoint("checkpoints/rqvae.ckpt")
+    model.eval()
+    with torch.no_grad():
+        features = torch.randn(10, 768)
+        semantic_ids = model.generate_semantic_ids(features)
+    assert semantic_ids.shape == (10, 3) and semantic_ids.dtype == torch.int64
+    assert bool(model.quantizer.levels[0].initialized)  # the k-means init survived the round trip
