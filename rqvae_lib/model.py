@@ -31,7 +31,8 @@ class RqVae(pl.LightningModule):
     ``recon_weight`` (weight of the reconstruction term in the total loss: 1 is the reference's
     ``recon + commitment + embedding``; larger trades collisions for accuracy), ``weight_decay``,
     ``lr_schedule`` (``"plateau"``: ReduceLROnPlateau; ``"cosine"``: cosine decay to 0 over the
-    fit, per step) and ``seed``.
+    fit, per step), ``balance_rate`` (a per-code distance bias that evens out code usage; 0 is
+    off) and ``seed``.
     ``hidden_dim`` may be a list, e.g. ``[512, 256, 128]`` with ``latent_dim=32`` for TIGER.
 
     Semantic IDs have shape ``(batch, num_levels)``: column ``l`` is the code chosen at level
@@ -56,6 +57,7 @@ class RqVae(pl.LightningModule):
         weight_decay: float = 0.0,
         lr_schedule: str = "plateau",
         seed: int = 0,
+        balance_rate: float = 0.0,
     ) -> None:
         super().__init__()
         if lr_schedule not in ("plateau", "cosine"):
@@ -74,6 +76,7 @@ class RqVae(pl.LightningModule):
             dead_code_steps=dead_code_steps,
             use_cosine=use_cosine,
             seed=seed,
+            balance_rate=balance_rate,
         )
         self.decoder = Decoder(latent_dim, hidden_dim, input_dim)
 

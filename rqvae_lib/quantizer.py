@@ -9,6 +9,11 @@ Two techniques keep codebooks alive (both on by default, both work under DDP):
 - dead-code restart: a code unused for ``dead_code_steps`` steps is re-seeded from a current
   input, picked with probability proportional to its squared quantization error
   (k-means++ style), so new codes go where the codebook explains the data worst.
+
+A third, off by default, evens out how often codes are used: ``balance_rate > 0`` adds a
+learned per-code bias to the distances, raised for codes chosen more often than average and
+lowered for the others (bias-based load balancing, as in DeepSeek-V3's router). The bias is
+part of the model, so inference uses the same assignment rule as training.
 """
 
 from __future__ import annotations
@@ -94,6 +99,8 @@ class VectorQuantizer(nn.Module):
         dead_code_steps: restart codes unused for this many training steps (0 turns it off).
         use_cosine: compare directions only: inputs and codes are L2-normalized (ViT-VQGAN).
         seed: seed for k-means and restarts, so runs are reproducible.
+        balance_rate: step size of the usage-balancing code bias, in units of the mean
+            quantization error (0 turns it off; around 0.01 evens out usage).
     """
 
     def __init__(
@@ -106,6 +113,7 @@ class VectorQuantizer(nn.Module):
         dead_code_steps: int = 10,
         use_cosine: bool = False,
         seed: int = 0,
+        balance_rate: float = 0.0,
     ) -> None:
         super().__init__()
         if num_embeddings < 1 or embedding_dim < 1:
@@ -115,11 +123,13 @@ class VectorQuantizer(nn.Module):
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.commitment_cost, self.use_cosine = commitment_cost, use_cosine
         self.kmeans_init, self.dead_code_steps, self.seed = kmeans_init, dead_code_steps, seed
+        self.balance_rate = balance_rate
         self.embedding = nn.Embedding(num_embeddings, embedding_dim)
         nn.init.uniform_(self.embedding.weight, -1.0 / num_embeddings, 1.0 / num_embeddings)
         self.register_buffer("initialized", torch.tensor(not kmeans_init))
         self.register_buffer("steps_since_used", torch.zeros(num_embeddings, dtype=torch.long))
         self.register_buffer("num_restarts", torch.zeros((), dtype=torch.long))
+        self.register_buffer("code_bias", torch.zeros(num_embeddings))
 
     @property
     def codebook(self) -> Tensor:
@@ -128,10 +138,10 @@ class VectorQuantizer(nn.Module):
         return F.normalize(w, dim=-1) if self.use_cosine else w
 
     def nearest(self, z: Tensor) -> Tensor:
-        """Index of the nearest code for each row of ``z`` (squared Euclidean distance)."""
+        """Index of the nearest code for each row of ``z``: squared Euclidean distance + code bias."""
         e = self.codebook
         d = z.pow(2).sum(1, keepdim=True) - 2 * z @ e.t() + e.pow(2).sum(1)
-        return d.argmin(dim=1)
+        return (d + self.code_bias).argmin(dim=1)
 
     def forward(self, inputs: Tensor) -> QuantizerOutput:
         if inputs.dim() != 2 or inputs.shape[1] != self.embedding_dim:
@@ -149,8 +159,12 @@ class VectorQuantizer(nn.Module):
         quantized = (
             z + (codes - z).detach()
         )  # straight-through: forward = code, backward = identity
-        if update and self.dead_code_steps > 0:
-            self._restart_dead_codes(z.detach(), codes.detach(), indices)
+        if update:
+            counts = _sum(torch.bincount(indices, minlength=self.num_embeddings))
+            if self.balance_rate > 0:
+                self._balance(z.detach(), codes.detach(), counts)
+            if self.dead_code_steps > 0:
+                self._restart_dead_codes(z.detach(), codes.detach(), counts)
         return QuantizerOutput(quantized, commitment_loss, embedding_loss, indices)
 
     @torch.no_grad()
@@ -162,8 +176,15 @@ class VectorQuantizer(nn.Module):
         self.initialized.fill_(True)
 
     @torch.no_grad()
-    def _restart_dead_codes(self, z: Tensor, codes: Tensor, indices: Tensor) -> None:
-        counts = _sum(torch.bincount(indices, minlength=self.num_embeddings))
+    def _balance(self, z: Tensor, codes: Tensor, counts: Tensor) -> None:
+        """Raise the bias of over-used codes and lower it for under-used ones (mean bias 0)."""
+        error = _sum((z - codes).pow(2).sum().reshape(1))[0] / counts.sum().clamp(min=1)
+        load = counts.float() / counts.float().mean()
+        self.code_bias.add_(self.balance_rate * error * (load - 1))
+        self.code_bias.sub_(self.code_bias.mean())
+
+    @torch.no_grad()
+    def _restart_dead_codes(self, z: Tensor, codes: Tensor, counts: Tensor) -> None:
         self.steps_since_used.add_(1).masked_fill_(counts > 0, 0)
         dead = (self.steps_since_used >= self.dead_code_steps).nonzero().squeeze(1)
         if dead.numel() == 0:
@@ -178,6 +199,7 @@ class VectorQuantizer(nn.Module):
         self.embedding.weight.data[dead] = data[picks.to(data.device)]
         _broadcast(self.embedding.weight.data)
         self.steps_since_used[dead] = 0
+        self.code_bias[dead] = 0.0
         self.num_restarts.add_(1)
 
 
@@ -201,6 +223,7 @@ class ResidualQuantizer(nn.Module):
         dead_code_steps: int = 10,
         use_cosine: bool = False,
         seed: int = 0,
+        balance_rate: float = 0.0,
     ) -> None:
         super().__init__()
         if num_levels < 1:
@@ -214,6 +237,7 @@ class ResidualQuantizer(nn.Module):
                 dead_code_steps=dead_code_steps,
                 use_cosine=use_cosine,
                 seed=seed + level,
+                balance_rate=balance_rate,
             )
             for level in range(num_levels)
         )

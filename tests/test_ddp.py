@@ -54,7 +54,9 @@ def train(out: Path, devices: int) -> dict:
     data = SyntheticDataModule(
         num_items=1024, dim=32, branching=(8, 8, 4), batch_size=GLOBAL_BATCH // devices, seed=0
     )
-    model = RqVae(32, [64, 32], 16, NUM_EMBEDDINGS, num_levels=3, dead_code_steps=5)
+    model = RqVae(
+        32, [64, 32], 16, NUM_EMBEDDINGS, num_levels=3, dead_code_steps=5, balance_rate=0.01
+    )
     check = SameOnEveryRank()
     trainer = pl.Trainer(
         accelerator="cpu",

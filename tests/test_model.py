@@ -164,6 +164,41 @@ def test_dead_codes_are_restarted_from_current_inputs():
     assert len(torch.unique(vq(x).encoding_indices)) > 1
 
 
+def test_balance_rate_evens_out_code_usage_and_the_bias_is_saved():
+    """Bias-based balancing: over-used codes get a larger distance bias until usage evens out."""
+    torch.manual_seed(0)
+    x = torch.cat([torch.randn(900, 2) * 0.3 - 0.5, torch.randn(100, 2) * 0.3 + 0.5])
+    codes = torch.tensor([[-0.5, -0.5], [-0.3, -0.7], [0.5, 0.5], [0.7, 0.3]])
+
+    def perplexity(vq):
+        with torch.no_grad():
+            counts = torch.bincount(vq(x).encoding_indices, minlength=4).float()
+        p = counts / counts.sum()
+        return float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))
+
+    vq = VectorQuantizer(4, 2, kmeans_init=False, dead_code_steps=0, balance_rate=0.05)
+    with torch.no_grad():
+        vq.embedding.weight.copy_(codes)
+    before = perplexity(vq)
+    for _ in range(200):
+        vq(x)
+    after = perplexity(vq)
+    assert before < 2.8 and after > 3.9, (before, after)  # 4 is perfectly even
+    assert abs(float(vq.code_bias.mean())) < 1e-6 and float(vq.code_bias[2:].max()) < 0
+    # the bias is a buffer: inference never moves it, and a reloaded quantizer assigns the same
+    bias = vq.code_bias.clone()
+    with torch.no_grad():
+        ids = vq.eval()(x).encoding_indices
+    assert torch.equal(vq.code_bias, bias)
+    copy = VectorQuantizer(4, 2, balance_rate=0.05)
+    copy.load_state_dict(vq.state_dict())
+    assert torch.equal(copy.eval()(x).encoding_indices, ids)
+    # off by default: the bias stays zero
+    plain = VectorQuantizer(4, 2, kmeans_init=False, dead_code_steps=0)
+    plain(x)
+    assert not plain.code_bias.any()
+
+
 # --- the model ---------------------------------------------------------------------------
 def test_reference_defaults_and_shapes():
     model = RqVae()
