@@ -172,7 +172,7 @@ def run_dataset(split: str, x: Tensor, cats: list[str], args: argparse.Namespace
             elif method == "rq-kmeans":
                 rows += run_rq_kmeans(x, cats, args)
             elif method == "plain-st":
-                options = dict(kmeans_init=False, dead_code_steps=0)
+                options = dict(kmeans_init=False, dead_code_steps=0, balance_rate=0.0)
                 rows += run_rqvae(x, cats, args, "plain straight-through RqVae", **options)[:1]
     header = (
         f"### {split}: {len(x)} items, {args.epochs} epochs, batch {args.batch_size}, CPU\n"
