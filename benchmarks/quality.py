@@ -211,6 +211,39 @@ def plot(rows: list[dict], path: str) -> None:
     fig.savefig(path, dpi=120)
 
 
+def plot_nmi(rows: list[dict], path: str) -> None:
+    """NMI against lowest per-level perplexity, one panel per dataset, peers as reference lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(r.get("dataset", "") for r in rows))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 5), squeeze=False)
+    for ax, ds in zip(axes[0], datasets, strict=True):
+        mine = [r for r in rows if r.get("dataset", "") == ds]
+        peers = [r for r in mine if not r["method"].startswith(("RqVae", "plain"))]
+        for r in mine:
+            if r in peers or "dedup" in r["method"]:  # dedup leaves level 1 and NMI unchanged
+                continue
+            ax.scatter(r["_ppl_min"], r["_nmi"], c="C0")
+            label = r["method"].replace("RqVae ", "").replace("(TIGER config)", "TIGER config")
+            ax.annotate(label, (r["_ppl_min"], r["_nmi"]), fontsize=6)
+        for i, r in enumerate(peers):
+            ax.axhline(
+                r["_nmi"], ls=":", c=f"C{i + 1}", label=f"{r['method']}: NMI {r['_nmi']:.3f}"
+            )
+        ax.axvline(230, ls="--", c="grey", label="perplexity target 230")
+        ax.set(
+            xlabel="lowest per-level perplexity (level 1)", ylabel="NMI, level-1 code vs category"
+        )
+        ax.set_title(ds)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.suptitle("RqVae: perplexity against NMI (dotted: the peers' NMI)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -235,9 +268,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "--set", action="append", default=[], metavar="KEY=V", help="RqVae keyword to fix"
     )
     p.add_argument("--plot", default=None, help="PNG path for collisions vs rel. error")
+    p.add_argument("--plot-nmi", default=None, help="PNG path for NMI vs lowest perplexity")
     p.add_argument("--json", default=None, help="append every row as JSON lines here")
+    p.add_argument(
+        "--from-json", default=None, help="plot rows saved by --json instead of training"
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = p.parse_args(argv)
+    if args.from_json:
+        lines = Path(args.from_json).read_text().splitlines()
+        rows = [r for r in map(json.loads, lines) if r.get("dataset") in args.datasets]
+        if args.plot:
+            plot(rows, args.plot)
+        if args.plot_nmi:
+            plot_nmi(rows, args.plot_nmi)
+        return rows
     setup_env()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -263,6 +308,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 fh.write(json.dumps({**r, "epochs": args.epochs}) + "\n")
     if args.plot and all_rows:
         plot(all_rows, args.plot)
+    if args.plot_nmi and all_rows:
+        plot_nmi(all_rows, args.plot_nmi)
     return all_rows
 
 

@@ -27,13 +27,20 @@ def test_quality_smoke(capsys: pytest.CaptureFixture[str]) -> None:
 def test_quality_sweep_smoke(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
     import quality
 
-    png = tmp_path / "curve.png"
+    png, nmi_png, saved = tmp_path / "curve.png", tmp_path / "nmi.png", tmp_path / "rows.jsonl"
     args = ["--datasets", "synthetic", "--items", "256", "--epochs", "1", "--batch-size", "256"]
+    sweep = ["--sweep", "recon_weight=1,4", "--sweep", "balance_rate=0,0.001"]
     rows = quality.main(
-        [*args, "--sweep", "recon_weight=1,4", "--set", "lr_schedule=cosine", "--plot", str(png)]
+        [*args, *sweep, "--set", "lr_schedule=cosine", "--plot", str(png), "--json", str(saved)]
     )
-    assert len(rows) == 4 and png.stat().st_size > 0
-    assert "recon_weight=4" in capsys.readouterr().out
+    assert len(rows) == 8 and png.stat().st_size > 0
+    assert "recon_weight=4, balance_rate=0.001" in capsys.readouterr().out
+    # the saved rows re-plot without training
+    again = quality.main(
+        ["--datasets", "synthetic", "--from-json", str(saved), "--plot-nmi", str(nmi_png)]
+    )
+    assert [r["_nmi"] for r in again] == [r["_nmi"] for r in rows]
+    assert nmi_png.stat().st_size > 0
 
 
 def test_speed_smoke(capsys: pytest.CaptureFixture[str]) -> None:
