@@ -40,9 +40,6 @@ from rqvae_lib.baselines import rq_kmeans  # noqa: E402
 from rqvae_lib.config import TIGER_CONFIG  # noqa: E402
 from rqvae_lib.data import FeatureDataset, make_synthetic_catalog  # noqa: E402
 
-#: RqVae options benchmarked on top of ``rqvae_lib.config.TIGER_CONFIG``: the best point of the
-#: sweep in RESULTS.md (a heavy reconstruction weight, cosine-decayed learning rate 3e-3).
-OVERRIDES: dict = {}
 METHODS = ("rqvae", "residualvq", "rq-kmeans", "plain-st")
 COLUMNS = [
     "method",
@@ -154,7 +151,7 @@ def parse_options(pairs: list[str], many: bool) -> dict:
 
 def run_dataset(split: str, x: Tensor, cats: list[str], args: argparse.Namespace) -> list[dict]:
     """All requested methods (or the sweep) on one dataset; print and return the rows."""
-    fixed = {**OVERRIDES, **parse_options(args.set, many=False)}
+    fixed = parse_options(args.set, many=False)
     rows: list[dict] = []
     if args.sweep:
         grid = parse_options(args.sweep, many=True)

@@ -11,7 +11,7 @@ Two techniques keep codebooks alive (both on by default, both work under DDP):
   (k-means++ style), so new codes go where the codebook explains the data worst.
 
 A third, off by default, evens out how often codes are used: ``balance_rate > 0`` adds a
-learned per-code bias to the distances, raised for codes chosen more often than average and
+per-code bias to the distances, adjusted after every training step, raised for codes chosen more often than average and
 lowered for the others (bias-based load balancing, as in DeepSeek-V3's router). The bias is
 part of the model, so inference uses the same assignment rule as training.
 """
@@ -100,7 +100,8 @@ class VectorQuantizer(nn.Module):
         use_cosine: compare directions only: inputs and codes are L2-normalized (ViT-VQGAN).
         seed: seed for k-means and restarts, so runs are reproducible.
         balance_rate: step size of the usage-balancing code bias, in units of the mean
-            quantization error (0 turns it off; around 0.01 evens out usage).
+            quantization error (0 turns it off). On Beauty, 5e-4 lifts level-1 perplexity
+            from 221 to 245 of 256, and 1e-2 makes usage almost uniform.
     """
 
     def __init__(
@@ -159,7 +160,7 @@ class VectorQuantizer(nn.Module):
         quantized = (
             z + (codes - z).detach()
         )  # straight-through: forward = code, backward = identity
-        if update:
+        if update and (self.balance_rate > 0 or self.dead_code_steps > 0):
             counts = _sum(torch.bincount(indices, minlength=self.num_embeddings))
             if self.balance_rate > 0:
                 self._balance(z.detach(), codes.detach(), counts)
