@@ -35,7 +35,7 @@ from common import (  # noqa: E402
     trainer,
 )
 
-from rqvae_lib import RqVae, codebook_stats, seed_everything  # noqa: E402
+from rqvae_lib import RqVae, codebook_stats, deduplicate, seed_everything  # noqa: E402
 from rqvae_lib.baselines import rq_kmeans  # noqa: E402
 from rqvae_lib.config import TIGER_CONFIG  # noqa: E402
 from rqvae_lib.data import FeatureDataset, make_synthetic_catalog  # noqa: E402
@@ -101,7 +101,7 @@ def run_rqvae(
             z = model.encoder(x)
             ids = model.quantizer(z).encoding_indices
     with timer() as t_dedup:
-        dedup = model.quantizer.deduplicate(z, ids)
+        dedup = deduplicate(model.quantizer, z, ids)
     with torch.no_grad():
         x_hat = model.decode_semantic_ids(ids)
         x_hat_dedup = model.decode_semantic_ids(dedup)

@@ -1,5 +1,7 @@
 """rqvae_lib: turn item embeddings into hierarchical semantic IDs with a Residual-Quantized VAE."""
 
+__version__ = "0.1.0"  # before the imports: model.py records it in every saved config
+
 from .callbacks import CodebookUsageCallback
 from .config import data_root, fast_mode, resolve_device, seed_everything
 from .evaluate import (
@@ -11,20 +13,30 @@ from .evaluate import (
 )
 from .model import RqVae
 from .modules import Decoder, Encoder
-from .quantizer import QuantizerOutput, ResidualQuantizer, VectorQuantizer, kmeans
-from .semantic_ids import add_collision_suffix, ids_to_tokens, prefix_groups
+from .quantizer import (
+    QuantizerConfig,
+    QuantizerOutput,
+    ResidualQuantizer,
+    VectorQuantizer,
+    codebook_maintenance,
+    kmeans,
+)
+from .semantic_ids import add_collision_suffix, deduplicate, ids_to_tokens, prefix_groups
 from .training import load_or_train, make_trainer, train_model
 
 __all__ = [
     "Decoder",
     "Encoder",
+    "QuantizerConfig",
     "QuantizerOutput",
     "ResidualQuantizer",
     "RqVae",
     "VectorQuantizer",
     "add_collision_suffix",
     "batch_inference",
+    "codebook_maintenance",
     "codebook_stats",
+    "deduplicate",
     "data_root",
     "evaluate_quantization",
     "evaluate_reconstruction",
@@ -40,4 +52,3 @@ __all__ = [
     "make_trainer",
     "train_model",
 ]
-__version__ = "0.1.0"

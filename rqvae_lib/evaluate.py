@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -12,12 +13,32 @@ from tqdm.auto import tqdm
 from .config import resolve_device
 
 
-def _batches(model, dataloader: Iterable, device, desc: str, progress: bool):
+def batch_features(batch: Any) -> Tensor:
+    """The feature tensor of one batch: a ``{"features": ...}`` dict (as the datasets yield) or a tensor."""
+    if isinstance(batch, Tensor):
+        return batch
+    if isinstance(batch, dict):
+        if "features" not in batch:
+            raise KeyError(
+                f"expected batches as dicts with a 'features' key, got keys {sorted(batch)}"
+            )
+        return batch["features"]
+    raise TypeError(
+        f"expected batches as {{'features': tensor}} dicts or tensors, got {type(batch).__name__}; "
+        "wrap a TensorDataset's tuples, e.g. DataLoader(FeatureDataset(x))"
+    )
+
+
+def _batches(model, dataloader: Iterable, device, desc: str, progress: bool) -> Iterator[Tensor]:
+    """Features of each batch on ``device`` (model in eval mode there); an empty loader is an error."""
     model.eval()
     model.to(device)
+    empty = True
     for batch in tqdm(dataloader, desc=desc, disable=not progress, leave=False):
-        features = batch["features"] if isinstance(batch, dict) else batch
-        yield features.to(device)
+        empty = False
+        yield batch_features(batch).to(device)
+    if empty:
+        raise ValueError("the dataloader yielded no batches: there are no items to evaluate")
 
 
 @torch.no_grad()
@@ -31,22 +52,23 @@ def batch_inference(
     """Semantic IDs for every item the dataloader yields, streamed batch by batch.
 
     Returns an int64 tensor ``(num_items, num_levels)`` on the CPU, in dataloader order.
-    ``device=None`` picks CUDA when available, else CPU. ``deduplicate=True`` then applies the
-    balanced last level over the whole catalogue (``ResidualQuantizer.deduplicate``); it keeps
-    the latents, ``num_items x latent_dim`` floats, in memory.
+    ``device=None`` picks CUDA when available, else CPU; the model is moved there once and left
+    in eval mode. ``deduplicate=True`` then applies the balanced last level over the whole
+    catalogue (:func:`rqvae_lib.semantic_ids.deduplicate`); it keeps the latents,
+    ``num_items x latent_dim`` floats, in memory.
     """
     device = resolve_device(device)
-    ids, latents = [], []
-    for x in _batches(model, dataloader, device, "semantic IDs", progress):
-        z = model.encode(x)
-        ids.append(model.quantizer(z).encoding_indices.cpu())
-        if deduplicate:
-            latents.append(z.cpu())
-    ids = torch.cat(ids, dim=0)
-    if deduplicate:
-        ids = model.quantizer.to("cpu").deduplicate(torch.cat(latents), ids)
-        model.quantizer.to(device)
-    return ids
+    if not deduplicate:
+        return torch.cat(
+            [
+                model.generate_semantic_ids(x).cpu()
+                for x in _batches(model, dataloader, device, "semantic IDs", progress)
+            ]
+        )
+    latents = torch.cat(
+        [model.encode(x) for x in _batches(model, dataloader, device, "semantic IDs", progress)]
+    )
+    return model.latents_to_ids(latents, deduplicate=True).cpu()
 
 
 @torch.no_grad()

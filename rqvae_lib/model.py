@@ -5,8 +5,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,23 +14,33 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from .modules import Decoder, Encoder
-from .quantizer import ResidualQuantizer
+from . import __version__
+from .checks import check_choice, check_float, check_int
+from .io import atomic_dir, sha256_file
+from .modules import Decoder, Encoder, hidden_sizes
+from .quantizer import QuantizerConfig, ResidualQuantizer, codebook_maintenance
+from .semantic_ids import deduplicate as _deduplicate
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+#: Keys of config.json that are not constructor options.
+META_KEYS = ("class_name", "library_version", "weights_sha256")
+#: Precisions that store the codebooks in 16 bits: nearest-code search is unreliable there.
+HALF_PRECISIONS = ("16-true", "bf16-true", "16", "bf16", "half")
 
 
 class RqVae(pl.LightningModule):
     """Residual-Quantized VAE that turns item embeddings into semantic IDs.
 
     The first six arguments and their defaults are the reference API's. Keyword options:
-    ``num_levels`` (codebook levels; the ID length), ``kmeans_init`` and ``dead_code_steps``
-    (keep codebooks alive; on by default), ``use_cosine`` (compare directions only),
-    ``recon_weight`` (weight of the reconstruction term in the total loss: 1 is the reference's
-    ``recon + commitment + embedding``; larger trades collisions for accuracy), ``weight_decay``,
-    ``lr_schedule`` (``"plateau"``: ReduceLROnPlateau; ``"cosine"``: cosine decay to 0 over the
-    fit, per step), ``balance_rate`` (a per-code distance bias that evens out code usage; 0 is
-    off) and ``seed``.
+    ``num_levels`` (codebook levels; the ID length), ``recon_weight`` (weight of the
+    reconstruction term in the total loss: 1 is the reference's ``recon + commitment +
+    embedding``; larger trades collisions for accuracy), ``weight_decay`` (AdamW-style decay on
+    the encoder's and decoder's weight matrices only), ``lr_schedule`` (``"plateau"``:
+    ReduceLROnPlateau; ``"cosine"``: cosine decay to 0 over the fit, per step), and the
+    quantizer's options, given as ``quantizer=QuantizerConfig(...)`` or as keywords
+    (``kmeans_init``, ``dead_code_steps``, ``use_cosine``, ``seed``, ``balance_rate``; see
+    :class:`~rqvae_lib.quantizer.QuantizerConfig`). ``commitment_cost=None`` takes the
+    quantizer config's (0.25 by default, as in the reference).
     ``hidden_dim`` may be a list, e.g. ``[512, 256, 128]`` with ``latent_dim=32`` for TIGER.
 
     Semantic IDs have shape ``(batch, num_levels)``: column ``l`` is the code chosen at level
@@ -46,39 +54,52 @@ class RqVae(pl.LightningModule):
         hidden_dim: int | list[int] = 512,
         latent_dim: int = 256,
         num_embeddings: int = 1024,
-        commitment_cost: float = 0.25,
+        commitment_cost: float | None = None,
         learning_rate: float = 1e-3,
         *,
         num_levels: int = 3,
-        kmeans_init: bool = True,
-        dead_code_steps: int = 10,
-        use_cosine: bool = False,
         recon_weight: float = 1.0,
         weight_decay: float = 0.0,
         lr_schedule: str = "plateau",
-        seed: int = 0,
-        balance_rate: float = 0.0,
+        quantizer: QuantizerConfig = QuantizerConfig(),  # noqa: B008  (frozen: safe to share)
+        **quantizer_options: Any,
     ) -> None:
         super().__init__()
-        if lr_schedule not in ("plateau", "cosine"):
-            raise ValueError(f"lr_schedule must be 'plateau' or 'cosine', got {lr_schedule!r}")
-        if isinstance(hidden_dim, Sequence):
-            hidden_dim = [int(h) for h in hidden_dim]
-        self.save_hyperparameters()
-        self.input_dim, self.latent_dim, self.learning_rate = input_dim, latent_dim, learning_rate
-        self.encoder = Encoder(input_dim, hidden_dim, latent_dim)
-        self.quantizer = ResidualQuantizer(
-            num_levels,
-            num_embeddings,
-            latent_dim,
-            commitment_cost,
-            kmeans_init=kmeans_init,
-            dead_code_steps=dead_code_steps,
-            use_cosine=use_cosine,
-            seed=seed,
-            balance_rate=balance_rate,
+        config = QuantizerConfig.build(
+            quantizer, commitment_cost=commitment_cost, **quantizer_options
         )
-        self.decoder = Decoder(latent_dim, hidden_dim, input_dim)
+        options = {
+            "input_dim": check_int("input_dim", input_dim, 1),
+            "hidden_dim": hidden_sizes(hidden_dim),
+            "latent_dim": check_int("latent_dim", latent_dim, 1),
+            "num_embeddings": check_int("num_embeddings", num_embeddings, 1),
+            "learning_rate": check_float("learning_rate", learning_rate, 0.0),
+            "num_levels": check_int("num_levels", num_levels, 1),
+            "recon_weight": check_float("recon_weight", recon_weight, 0.0),
+            "weight_decay": check_float("weight_decay", weight_decay, 0.0),
+            "lr_schedule": check_choice("lr_schedule", lr_schedule, ("plateau", "cosine")),
+        }
+        if isinstance(hidden_dim, int):
+            options["hidden_dim"] = options["hidden_dim"][0]  # keep the reference's int form
+        # Flat hyperparameters: every option, quantizer's included, so RqVae(**hparams) rebuilds it.
+        self.save_hyperparameters({**options, **config.as_dict()})
+        self.input_dim, self.latent_dim = options["input_dim"], options["latent_dim"]
+        self.learning_rate = options["learning_rate"]
+        self.encoder = Encoder(self.input_dim, options["hidden_dim"], self.latent_dim)
+        self.quantizer = ResidualQuantizer(
+            options["num_levels"], options["num_embeddings"], self.latent_dim, config=config
+        )
+        self.decoder = Decoder(self.latent_dim, options["hidden_dim"], self.input_dim)
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """Every constructor option, as stored in ``hparams`` and ``config.json``."""
+        own = [
+            name
+            for name, p in inspect.signature(cls.__init__).parameters.items()
+            if name not in ("self", "quantizer") and p.kind is not p.VAR_KEYWORD
+        ]
+        return tuple(own + [n for n in QuantizerConfig.names() if n not in own])
 
     # --- the model ------------------------------------------------------------------------
     def check_features(self, features: Any) -> Tensor:
@@ -99,7 +120,16 @@ class RqVae(pl.LightningModule):
             raise TypeError(
                 f"expected floating-point features (e.g. torch.float32), got {features.dtype}; call .float() first"
             )
-        if not torch.isfinite(features).all():
+        if features.dtype != self.dtype:
+            raise TypeError(
+                f"expected {self.dtype} features (the model's dtype), got {features.dtype}; "
+                f"convert them with .to({self.dtype})"
+            )
+        # In a training step on an accelerator this would stall the device every step; there the
+        # end-of-epoch check (on_train_epoch_end) catches what a bad batch does to the weights.
+        if not (self.training and features.device.type != "cpu") and not bool(
+            torch.isfinite(features).all()
+        ):
             bad = int((~torch.isfinite(features)).any(dim=1).sum())
             raise ValueError(
                 f"expected finite features, got NaN or inf in {bad} of {features.shape[0]} rows"
@@ -111,7 +141,10 @@ class RqVae(pl.LightningModule):
         return self.encoder(self.check_features(features))
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Return ``(reconstructed, commitment_loss, embedding_loss, semantic_ids)``; ids are ``(batch, num_levels)``."""
+        """Return ``(reconstructed, commitment_loss, embedding_loss, semantic_ids)``; ids are ``(batch, num_levels)``.
+
+        A forward pass never changes a codebook; only ``training_step`` maintains them.
+        """
         quantized, commitment_loss, embedding_loss, ids = self.quantizer(self.encode(features))
         return self.decoder(quantized), commitment_loss, embedding_loss, ids
 
@@ -119,18 +152,38 @@ class RqVae(pl.LightningModule):
     def generate_semantic_ids(self, features: Tensor, deduplicate: bool = False) -> Tensor:
         """Semantic IDs ``(batch, num_levels)``, int64. Never changes the codebooks.
 
-        ``deduplicate=True`` makes the last level a balanced assignment over this batch (see
-        ``ResidualQuantizer.deduplicate``): pass the whole catalogue at once.
+        Features of any float dtype are converted to the model's. ``deduplicate=True`` makes the
+        last level a balanced assignment over this batch (see
+        :func:`rqvae_lib.semantic_ids.deduplicate`): pass the whole catalogue at once.
         """
-        features = self.check_features(features).to(self.device, self.dtype)
-        z = self.encoder(features)
-        ids = self.quantizer(z).encoding_indices
-        return self.quantizer.deduplicate(z, ids) if deduplicate else ids
+        if isinstance(features, Tensor) and features.is_floating_point():
+            features = features.to(self.device, self.dtype)
+        return self.latents_to_ids(self.encode(features), deduplicate)
+
+    @torch.no_grad()
+    def latents_to_ids(self, z: Tensor, deduplicate: bool = False) -> Tensor:
+        """Semantic IDs of latents ``(batch, latent_dim)`` (see :meth:`generate_semantic_ids`)."""
+        ids = self.quantizer(z).encoding_indices  # no gradients: lookup only, inputs checked
+        return _deduplicate(self.quantizer, z, ids) if deduplicate else ids
 
     @torch.no_grad()
     def decode_semantic_ids(self, ids: Tensor) -> Tensor:
         """Reconstruct features from semantic IDs ``(batch, num_levels)``: decoder(sum of codes)."""
         return self.decoder(self.quantizer.decode_ids(ids.to(self.device)))
+
+    def check_finite(self, where: str = "the model") -> None:
+        """Raise if any weight or codebook is NaN or inf: such a model gives one ID for every item."""
+        bad = [
+            name
+            for name, t in self.state_dict().items()
+            if t.is_floating_point() and not bool(torch.isfinite(t).all())
+        ]
+        if bad:
+            raise FloatingPointError(
+                f"{where} has non-finite values in {', '.join(bad[:5])}"
+                + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else "")
+                + ": training diverged (try a lower learning_rate, or check the inputs' scale)"
+            )
 
     # --- training -------------------------------------------------------------------------
     def _losses(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -141,7 +194,8 @@ class RqVae(pl.LightningModule):
         return total, recon_loss, commitment_loss, embedding_loss
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        total, recon, commitment, embedding = self._losses(batch)
+        with codebook_maintenance(self):  # the only place codebooks change
+            total, recon, commitment, embedding = self._losses(batch)
         log = dict(
             on_step=False, on_epoch=True, batch_size=batch["features"].shape[0], sync_dist=True
         )
@@ -160,6 +214,19 @@ class RqVae(pl.LightningModule):
         self.log("val_recon_loss", recon, **log)
         return total
 
+    def setup(self, stage: str) -> None:
+        """Refuse 16-bit weights: codebook search in fp16/bf16 collapses IDs. Mixed precision works."""
+        precision = str(getattr(self._trainer, "precision", "32")) if self._trainer else "32"
+        if precision in HALF_PRECISIONS:
+            raise ValueError(
+                f"RqVae cannot train with precision={precision!r}: 16-bit codebooks make "
+                "nearest-code search unreliable. Use precision='32-true', or '16-mixed' / "
+                "'bf16-mixed' (the quantizer then computes in float32)"
+            )
+
+    def on_train_epoch_end(self) -> None:
+        self.check_finite(f"RqVae after epoch {self.current_epoch}")  # one check per epoch
+
     def _validates(self) -> bool:
         """Will this fit run validation? (Lightning has no public flag before the loop starts.)"""
         trainer = self._trainer
@@ -172,11 +239,22 @@ class RqVae(pl.LightningModule):
             return True
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """Adam plus ReduceLROnPlateau(factor 0.5, patience 5) on ``val_loss`` (``train_loss`` without
+        """Adam (decay on weight matrices only) plus ReduceLROnPlateau(factor 0.5, patience 5) on ``val_loss`` (``train_loss`` without
         validation), or with ``lr_schedule="cosine"`` a per-step cosine decay to 0 over the fit."""
-        optimizer = torch.optim.Adam(
-            self.parameters(), lr=self.learning_rate, weight_decay=self.hparams.weight_decay
-        )
+        decay = self.hparams.weight_decay
+        params: Any = self.parameters()
+        if decay > 0:  # decay the MLPs' weight matrices only, not biases or codebooks (nanoGPT)
+            matrices = [
+                p for n, p in self.named_parameters() if p.dim() >= 2 and "quantizer" not in n
+            ]
+            others = [
+                p for n, p in self.named_parameters() if not (p.dim() >= 2 and "quantizer" not in n)
+            ]
+            params = [
+                {"params": matrices, "weight_decay": decay},
+                {"params": others, "weight_decay": 0.0},
+            ]
+        optimizer = torch.optim.Adam(params, lr=self.learning_rate)
         if self.hparams.get("lr_schedule", "plateau") == "cosine":
             total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer else 1000
             cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
@@ -194,39 +272,92 @@ class RqVae(pl.LightningModule):
         }
 
     # --- save and load --------------------------------------------------------------------
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` to ``directory``, each atomically."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+    def save_pretrained(
+        self,
+        directory: str | os.PathLike,
+        overwrite: bool = False,
+        extra_files: dict[str, str] | None = None,
+    ) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (plus ``extra_files``, name -> text).
+
+        The files are written into a temporary folder that replaces ``directory`` whole, so a crash
+        never leaves new weights beside an old config. An existing model is replaced only with
+        ``overwrite=True``. The config holds every option, the class name, the library version
+        and the weights' sha256, which ``from_pretrained`` checks.
+        """
+        self.check_finite("the model to save")
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        config = json.dumps(dict(self.hparams), indent=2, sort_keys=True)
-        _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p)))
-        _atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(config + "\n"))
-        return directory
+        with atomic_dir(directory, overwrite=overwrite) as tmp:
+            save_file(state, str(tmp / WEIGHTS_NAME))
+            config = {
+                **{k: self.hparams[k] for k in self.option_names()},
+                "class_name": type(self).__name__,
+                "library_version": __version__,
+                "weights_sha256": sha256_file(tmp / WEIGHTS_NAME),
+            }
+            (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+            for name, text in (extra_files or {}).items():
+                (tmp / name).write_text(text)
+        return Path(directory)
 
     @classmethod
     def from_pretrained(
         cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu"
     ) -> RqVae:
-        """Load a model written by ``save_pretrained``; a config/weights mismatch is a clear error."""
+        """Load a model written by ``save_pretrained``, checking the config and the weights.
+
+        A config without the class name, the weights' checksum or any option, a checksum that
+        does not match, or weights that do not fit the config are clear errors.
+        """
         directory = Path(directory)
         for name in (CONFIG_NAME, WEIGHTS_NAME):
             if not (directory / name).is_file():
                 raise FileNotFoundError(
                     f"{directory / name} not found; expected a folder written by RqVae.save_pretrained()"
                 )
-        config = json.loads((directory / CONFIG_NAME).read_text())
-        known = set(inspect.signature(cls.__init__).parameters) - {"self"}
-        unknown = sorted(set(config) - known)
-        if unknown:
+        try:
+            config = json.loads((directory / CONFIG_NAME).read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{directory / CONFIG_NAME} is not valid JSON ({err})") from err
+        options = set(cls.option_names())
+        missing = sorted((options | set(META_KEYS)) - set(config))
+        unknown = sorted(set(config) - options - set(META_KEYS))
+        if missing or unknown:
             raise ValueError(
-                f"{directory / CONFIG_NAME} has unknown keys {unknown}; RqVae accepts {sorted(known)}"
+                f"{directory / CONFIG_NAME} does not describe an RqVae of this library: "
+                + (f"missing {missing}" if missing else "")
+                + ("; " if missing and unknown else "")
+                + (f"unknown keys {unknown}" if unknown else "")
+                + ". Every option is stored so that a model loads as it was trained; re-save it "
+                "with save_pretrained() from the version that wrote it"
             )
-        model = cls(**config)
+        if config["class_name"] != cls.__name__:
+            raise ValueError(
+                f"{directory / CONFIG_NAME} holds a {config['class_name']}, not a {cls.__name__}"
+            )
+        actual = sha256_file(directory / WEIGHTS_NAME)
+        if actual != config["weights_sha256"]:
+            raise ValueError(
+                f"{directory / WEIGHTS_NAME} does not match {CONFIG_NAME}: its sha256 is {actual}, "
+                f"the config records {config['weights_sha256']}. The weights and the config come "
+                "from different saves; save the model again"
+            )
+        model = cls(**{k: config[k] for k in options})
         state = load_file(str(directory / WEIGHTS_NAME), device=str(map_location))
         model._check_state_dict(state, source=str(directory / WEIGHTS_NAME))
         model.load_state_dict(state)
-        return model.eval()
+        model.check_finite(f"the model in {directory}")
+        return model.to(map_location).eval()
+
+    @classmethod
+    def load_from_checkpoint(
+        cls, checkpoint_path: str | os.PathLike, map_location: Any = None, **kwargs: Any
+    ) -> RqVae:
+        """Lightning's loader, after a check that names the file and the problem when it is unusable."""
+        from .checkpoints import read_checkpoint
+
+        read_checkpoint(checkpoint_path)
+        return super().load_from_checkpoint(checkpoint_path, map_location=map_location, **kwargs)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._check_state_dict(checkpoint.get("state_dict", {}), source="checkpoint")
@@ -251,15 +382,3 @@ class RqVae(pl.LightningModule):
                 + "; ".join(problems[:6])
                 + (f" (and {len(problems) - 6} more)" if len(problems) > 6 else "")
             )
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

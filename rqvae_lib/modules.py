@@ -6,14 +6,20 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from .checks import check_int
 
-def _hidden_sizes(hidden_dim: int | Sequence[int]) -> list[int]:
-    sizes = [hidden_dim] if isinstance(hidden_dim, int) else list(hidden_dim)
-    if not sizes or any(int(h) < 1 for h in sizes):
-        raise ValueError(
-            f"hidden_dim must be a positive int or a non-empty list of them, got {hidden_dim!r}"
+
+def hidden_sizes(hidden_dim: int | Sequence[int]) -> list[int]:
+    """``hidden_dim`` (one width or a list) as a list of positive ints; a clear error otherwise."""
+    if isinstance(hidden_dim, str) or not isinstance(hidden_dim, int | Sequence):
+        raise TypeError(
+            f"hidden_dim must be an int or a list of ints, got {hidden_dim!r} "
+            f"({type(hidden_dim).__name__})"
         )
-    return [int(h) for h in sizes]
+    sizes = [hidden_dim] if isinstance(hidden_dim, int) else list(hidden_dim)
+    if not sizes:
+        raise ValueError("hidden_dim must be a positive int or a non-empty list of them, got []")
+    return [check_int("hidden_dim", h, 1) for h in sizes]
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -36,7 +42,7 @@ class Encoder(nn.Module):
 
     def __init__(self, input_dim: int, hidden_dim: int | Sequence[int], latent_dim: int) -> None:
         super().__init__()
-        self.net = mlp([input_dim, *_hidden_sizes(hidden_dim), latent_dim])
+        self.net = mlp([input_dim, *hidden_sizes(hidden_dim), latent_dim])
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -51,7 +57,7 @@ class Decoder(nn.Module):
 
     def __init__(self, latent_dim: int, hidden_dim: int | Sequence[int], output_dim: int) -> None:
         super().__init__()
-        self.net = mlp([latent_dim, *reversed(_hidden_sizes(hidden_dim)), output_dim])
+        self.net = mlp([latent_dim, *reversed(hidden_sizes(hidden_dim)), output_dim])
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z)

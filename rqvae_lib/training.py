@@ -5,19 +5,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
-from torch.utils.data import DataLoader
+from torch import Tensor
 
 from .callbacks import CodebookUsageCallback, load_history
 from .config import TIGER_CONFIG, artifacts_dir, fast_mode
+from .data.datasets import FeatureDataModule
+from .io import check_writable
 from .model import RqVae
 
 HISTORY_NAME, METRICS_NAME, INFO_NAME = "usage_history.json", "metrics.csv", "train_info.json"
@@ -45,31 +47,34 @@ def quiet_lightning() -> None:
 def make_trainer(
     max_epochs: int,
     name: str = "rqvae",
-    usage_loader: DataLoader | None = None,
+    usage_items: Tensor | Iterable | None = None,
     save_dir: str | os.PathLike | None = None,
     quiet: bool | None = None,
+    usage_every_n_epochs: int = 1,
     **trainer_kwargs: Any,
 ) -> pl.Trainer:
     """A Trainer with ``accelerator="auto"``, a CSVLogger, checkpointing and the usage callback.
 
-    Logs go to ``<save_dir or artifacts>/logs/<name>/`` (cleared first). ``quiet`` (default:
-    fast mode or CI) turns off progress bars, the model summary and Lightning's info lines.
+    Each run logs to a new folder ``<save_dir or artifacts>/logs/<name>/version_<n>/`` (with its
+    checkpoints in ``checkpoints/``), so an earlier run's logs are never overwritten. ``quiet``
+    (default: fast mode or CI) turns off progress bars, the model summary and Lightning's info
+    lines; training then prints one line every few epochs instead.
     """
     quiet = fast_mode() if quiet is None else quiet
     if quiet:
         quiet_lightning()
     root = Path(save_dir) if save_dir is not None else artifacts_dir() / "logs"
-    shutil.rmtree(root / name, ignore_errors=True)
-    callbacks: list[pl.Callback] = [
-        ModelCheckpoint(dirpath=root / name / "checkpoints", filename="{epoch}", save_last=True)
-    ]
-    if usage_loader is not None:
-        callbacks.append(CodebookUsageCallback(usage_loader))
+    check_writable(root, "training logs")
+    callbacks: list[pl.Callback] = [ModelCheckpoint(filename="{epoch}", save_last=True)]
+    if usage_items is not None:
+        callbacks.append(CodebookUsageCallback(usage_items, usage_every_n_epochs))
+    if quiet:
+        callbacks.append(EpochPrinter())
     return pl.Trainer(
         max_epochs=max_epochs,
         accelerator="auto",
         devices=1,
-        logger=CSVLogger(root, name=name, version=""),
+        logger=CSVLogger(root, name=name),
         callbacks=callbacks,
         enable_progress_bar=not quiet,
         enable_model_summary=not quiet,
@@ -77,6 +82,27 @@ def make_trainer(
         deterministic=True,
         **trainer_kwargs,
     )
+
+
+class EpochPrinter(pl.Callback):
+    """Print one short line every ``every`` epochs (about ten lines per fit), for quiet runs."""
+
+    def __init__(self, every: int | None = None) -> None:
+        self.every, self.start = every, 0.0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.start = time.perf_counter()
+        self.every = self.every or max(1, trainer.max_epochs // 10)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if epoch % self.every and epoch != trainer.max_epochs:
+            return
+        loss = trainer.callback_metrics.get("train_loss")
+        text = f"epoch {epoch:>3}/{trainer.max_epochs}"
+        if loss is not None:
+            text += f"  train_loss {float(loss):.4f}"
+        print(f"{text}  ({time.perf_counter() - self.start:.0f} s)", flush=True)
 
 
 class TrainResult(NamedTuple):
@@ -89,10 +115,11 @@ class TrainResult(NamedTuple):
     seconds: float
 
 
-def usage_loader_for(datamodule: pl.LightningDataModule, batch_size: int = 4096) -> DataLoader:
-    """A non-shuffled loader over every item the datamodule predicts on (its whole catalogue)."""
-    dataset = datamodule.predict_dataloader().dataset
-    return DataLoader(dataset, batch_size=batch_size)
+def catalogue_features(datamodule: pl.LightningDataModule) -> Tensor | Iterable:
+    """Every item the datamodule predicts on: its feature tensor, or else its predict loader."""
+    if isinstance(datamodule, FeatureDataModule):
+        return datamodule.dataset("all").features
+    return datamodule.predict_dataloader()
 
 
 def train_model(
@@ -102,20 +129,23 @@ def train_model(
     config: dict | None = None,
     quiet: bool | None = None,
     save_dir: str | os.PathLike | None = None,
+    usage_every_n_epochs: int = 1,
     **model_kwargs: Any,
 ) -> TrainResult:
     """Build ``RqVae(**config, **model_kwargs)`` (config defaults to TIGER_CONFIG) and fit it.
 
-    The usage callback watches the datamodule's whole catalogue (``predict_dataloader``); the
-    model takes the datamodule's ``seed`` unless one is given.
+    The input width comes from the data (``datamodule.dim``). The usage callback watches the
+    datamodule's whole catalogue every ``usage_every_n_epochs`` epochs.
     """
     max_epochs = default_epochs() if max_epochs is None else max_epochs
-    shared_seed = getattr(datamodule, "hparams", {}).get("seed")
-    if shared_seed is not None:  # Lightning refuses a model and datamodule with different seeds
-        model_kwargs.setdefault("seed", shared_seed)
-    model = RqVae(**{**(config or TIGER_CONFIG), **model_kwargs})
     datamodule.prepare_data()
-    trainer = make_trainer(max_epochs, name, usage_loader_for(datamodule), save_dir, quiet)
+    options = {**(config or TIGER_CONFIG), **model_kwargs}
+    if hasattr(datamodule, "dim"):
+        options["input_dim"] = datamodule.dim
+    model = RqVae(**options)
+    trainer = make_trainer(
+        max_epochs, name, catalogue_features(datamodule), save_dir, quiet, usage_every_n_epochs
+    )
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule)
     seconds = time.perf_counter() - start
@@ -124,19 +154,23 @@ def train_model(
     return TrainResult(model.eval(), trainer, callback.history, metrics_csv, seconds)
 
 
-def save_run(result: TrainResult, directory: str | os.PathLike) -> Path:
-    """``save_pretrained`` plus the usage history, the metrics CSV and timing next to the weights."""
-    directory = result.model.save_pretrained(directory)
-    (directory / HISTORY_NAME).write_text(json.dumps(result.history, indent=1) + "\n")
-    if result.metrics_csv.is_file():
-        shutil.copyfile(result.metrics_csv, directory / METRICS_NAME)
+def save_run(result: TrainResult, directory: str | os.PathLike, overwrite: bool = False) -> Path:
+    """``save_pretrained`` plus the usage history, the metrics CSV and timing, as one folder.
+
+    Written atomically with the model; an existing folder is replaced only with ``overwrite``.
+    """
     info = {
         "epochs": result.trainer.current_epoch,
         "seconds": round(result.seconds, 1),
         "accelerator": type(result.trainer.accelerator).__name__,
     }
-    (directory / INFO_NAME).write_text(json.dumps(info, indent=1) + "\n")
-    return directory
+    extra = {
+        HISTORY_NAME: json.dumps(result.history, indent=1) + "\n",
+        INFO_NAME: json.dumps(info, indent=1) + "\n",
+    }
+    if result.metrics_csv.is_file():
+        extra[METRICS_NAME] = result.metrics_csv.read_text()
+    return result.model.save_pretrained(directory, overwrite=overwrite, extra_files=extra)
 
 
 def load_or_train(
@@ -145,19 +179,26 @@ def load_or_train(
     max_epochs: int | None = None,
     **train_kwargs: Any,
 ) -> RqVae:
-    """Load the model saved in ``directory``; if there is none (or it no longer fits ``RqVae``),
-    train one and save it there."""
+    """Load the model saved in ``directory``; if there is none, train one and save it there.
+
+    A saved model that fails to load is never replaced: the error says what is wrong, and the
+    folder stays as it was (move it away or delete it to retrain).
+    """
     directory = Path(directory)
-    if (directory / "config.json").is_file():
+    if directory.exists() and any(directory.iterdir()):
         try:
             return RqVae.from_pretrained(directory)
-        except ValueError as exc:  # saved by another version of RqVae: retrain if we can
-            if datamodule is None:
-                raise
-            print(f"Cannot load {directory} ({exc}); retraining.")
+        except (ValueError, FileNotFoundError) as exc:
+            raise type(exc)(
+                f"cannot load the model saved in {directory}: {exc}. It was left untouched; "
+                "move or delete the folder to train a new one there"
+            ) from exc
     if datamodule is None:
         raise FileNotFoundError(f"no model in {directory} and no datamodule given to train one")
-    print(f"No saved model in {directory}: training one ({max_epochs or default_epochs()} epochs).")
+    check_writable(directory.parent, "the model")
+    print(
+        f"No saved model in {directory.name}: training one ({max_epochs or default_epochs()} epochs)."
+    )
     result = train_model(datamodule, max_epochs, name=directory.name, **train_kwargs)
     save_run(result, directory)
     return result.model

@@ -1,4 +1,5 @@
-"""Shared fixtures: a data root holding the real Amazon files, and Beauty's cached embeddings.
+"""Shared fixtures: a data root holding the real Amazon files, Beauty's cached embeddings, and a
+tiny P5-layout copy (``p5_tiny``, ``p5_root``) for the tests that must run without the real data.
 
 The real files are read from ``$RQVAE_SHARED_DATA`` (default ``<repo>/../shared/data``), never
 copied into the repository. The data root is ``$RQVAE_DATA_ROOT`` when set, so the embedding
@@ -12,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from p5_fixture import TINY, P5Fixture, build_p5_fixture
 
 from rqvae_lib.config import REPO_ROOT
-from rqvae_lib.data import build_item_texts, link_local_copy, load_items, load_or_embed
+from rqvae_lib.data import SPLITS, build_item_texts, link_local_copy, load_items, load_or_embed
 from rqvae_lib.data.amazon import missing_files, processed_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -59,5 +61,21 @@ def beauty_texts(beauty_items) -> list[str]:
 
 @pytest.fixture(scope="session")
 def beauty_embeddings(data_root: Path, beauty_texts: list[str]) -> np.ndarray:
-    """Beauty's MiniLM embeddings: computed at most once per run (~95 s on 2 cores), then cached."""
+    """Beauty's MiniLM embeddings: computed at most once per data root, then read from the cache."""
     return load_or_embed(beauty_texts, processed_dir(data_root, "beauty"))
+
+
+@pytest.fixture
+def p5_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> P5Fixture:
+    """A tiny P5 folder at ``<tmp>/shared/amazon-tiny``, registered as split "tiny" for one test."""
+    fixture = build_p5_fixture(tmp_path / "shared" / f"amazon-{TINY}")
+    monkeypatch.setitem(SPLITS, TINY, fixture.files)
+    return fixture
+
+
+@pytest.fixture
+def p5_root(p5_tiny: P5Fixture, tmp_path: Path) -> Path:
+    """A data root whose ``tiny/raw`` links to :func:`p5_tiny`'s folder."""
+    root = tmp_path / "data"
+    link_local_copy(TINY, root, p5_tiny.folder)
+    return root

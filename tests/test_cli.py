@@ -15,7 +15,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from rqvae_lib import RqVae, add_collision_suffix, batch_inference
+from rqvae_lib import QuantizerConfig, RqVae, add_collision_suffix, batch_inference
 from rqvae_lib.cli import lightning_cli, load_model, predict_main
 from rqvae_lib.config import REPO_ROOT, TIGER_CONFIG
 from rqvae_lib.data import ItemDataModule, SyntheticDataModule
@@ -111,7 +111,8 @@ def test_predict_on_beauty_matches_batch_inference(
 
 def test_beauty_config_is_tigers_shape() -> None:
     config = yaml.safe_load((CONFIGS / "beauty.yaml").read_text())
-    assert {k: config["model"][k] for k in TIGER_CONFIG} == TIGER_CONFIG
+    model = {**config["model"], **config["model"].pop("quantizer")}  # the CLI nests these
+    assert {k: model[k] for k in TIGER_CONFIG} == TIGER_CONFIG
     assert config["data"]["init_args"]["batch_size"] == 1024
     assert config["trainer"]["accelerator"] == "auto"
 
@@ -122,9 +123,12 @@ def test_help_lists_every_option_with_its_default(capsys) -> None:
         lightning_cli(["fit", "--help"])
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    for name in list(inspect.signature(RqVae.__init__).parameters)[1:]:
+    for name in list(inspect.signature(RqVae.__init__).parameters)[1:-1]:  # not **options
         assert f"--model.{name}" in text, name
+    for name in QuantizerConfig.names():  # the quantizer's options, typed, from the dataclass
+        assert f"--model.quantizer.{name}" in text, name
     assert "--model.num_levels NUM_LEVELS (type: int, default: 3)" in text
+    assert "--model.quantizer.dead_code_steps DEAD_CODE_STEPS" in text
     assert "--trainer.max_epochs MAX_EPOCHS" in text and "--ckpt_path CKPT_PATH" in text
 
     with pytest.raises(SystemExit):

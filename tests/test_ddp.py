@@ -1,7 +1,16 @@
-"""DDP on two CPU processes (gloo): every rank holds the same codebooks at every step.
+"""DDP on two CPU processes (gloo): every rank holds the same codebooks at every step, and the
+two ranks together compute what one process computes on the same global batches.
 
 Lightning's ``ddp`` strategy starts the other rank by re-running the script, so the run is a
 small script in a subprocess; the single-process baseline runs here with the same global batch.
+
+Why the two runs agree: the in-memory batches give each rank a contiguous half of the same
+global batch that one process sees (a DataLoader under DDP would get a DistributedSampler with
+another shuffle, and the runs would then drift apart chaotically on a tiny catalogue). Gradients
+are averaged over equal halves, usage counts and errors are summed, and restart data is gathered
+in rank order, so only the float summation order differs. Measured on this 2-core machine, the
+largest weight difference after 10 epochs was 1.4e-7 and every counter was equal; the test
+allows 1e-4.
 """
 
 from __future__ import annotations
@@ -70,12 +79,14 @@ def train(out: Path, devices: int) -> dict:
         callbacks=[check],
     )
     trainer.fit(model, data)
-    torch.save(model.state_dict(), out / f"rank{trainer.global_rank}.pt")
+    name = f"rank{trainer.global_rank}.pt" if devices > 1 else "single.pt"
+    torch.save(model.state_dict(), out / name)
     ids = batch_inference(model, data.predict_dataloader(), device="cpu")
     stats = codebook_stats(ids, NUM_EMBEDDINGS)
     stats.update(steps=check.steps, mismatches=check.mismatches, world_size=trainer.world_size)
+    stats["ids"] = ids.tolist()
     stats["restarts"] = [int(vq.num_restarts) for vq in model.quantizer.levels]
-    if trainer.global_rank == 0:
+    if trainer.global_rank == 0 and devices > 1:
         (out / "stats.json").write_text(json.dumps(stats))
     return stats
 
@@ -113,8 +124,12 @@ def test_ddp_ranks_share_codebooks_and_match_single_process(tmp_path: Path) -> N
     finally:
         torch.set_num_threads(threads)
     assert single["steps"] == ddp["steps"]
-    assert abs(ddp["unique_id_rate"] - single["unique_id_rate"]) < 0.1, (ddp, single)
-    for level, (a, b) in enumerate(
-        zip(ddp["perplexity_per_level"], single["perplexity_per_level"], strict=True)
-    ):
-        assert 0.75 < a / b < 1.33, f"level {level}: perplexity {a:.1f} (DDP) vs {b:.1f}"
+    alone = torch.load(tmp_path / "single.pt")
+    for key, value in alone.items():
+        if value.is_floating_point():  # weights, codebooks, code bias: equal up to rounding
+            torch.testing.assert_close(rank0[key], value, atol=1e-4, rtol=0, msg=key)
+    for level in range(3):  # the same restart decisions, step for step
+        key = f"quantizer.levels.{level}.num_restarts"
+        assert torch.equal(rank0[key], alone[key]), key
+    same = (torch.tensor(ddp["ids"]) == torch.tensor(single["ids"])).all(1).float().mean()
+    assert same >= 0.99, f"only {same:.1%} of items got the same ID with DDP as in one process"

@@ -17,12 +17,14 @@ from rqvae_lib import (
     RqVae,
     VectorQuantizer,
     batch_inference,
+    codebook_maintenance,
     codebook_stats,
     evaluate_quantization,
     evaluate_reconstruction,
     seed_everything,
 )
 from rqvae_lib.data.synthetic import make_synthetic_catalog
+from rqvae_lib.semantic_ids import deduplicate
 
 REFERENCE_METRICS = {
     "train_loss",
@@ -127,8 +129,15 @@ def test_residual_quantizer_quantizes_what_earlier_levels_left():
         assert torch.equal(ids[:, level], vq.nearest(residual))
         residual = residual - vq.embedding.weight[ids[:, level]]
     torch.testing.assert_close(quantized, rq.decode_ids(ids))
-    singles = [vq(r) for vq, r in zip(rq.levels, [z, z - quantized * 0], strict=False)][:1]
-    assert commitment > singles[0].commitment_loss - 1e-6  # summed over levels
+    # the losses are the sum over levels of each level's loss on its own residual
+    residual, commit_sum, embed_sum = z.clone(), 0.0, 0.0
+    for level, vq in enumerate(rq.levels):
+        codes = vq.embedding.weight[ids[:, level]]
+        commit_sum += 0.25 * F.mse_loss(residual, codes)
+        embed_sum += F.mse_loss(codes, residual)
+        residual = residual - codes
+    torch.testing.assert_close(commitment, commit_sum)
+    torch.testing.assert_close(embedding, embed_sum)
 
 
 def test_kmeans_init_uses_first_training_batch_and_inference_never_updates():
@@ -140,10 +149,13 @@ def test_kmeans_init_uses_first_training_batch_and_inference_never_updates():
             for c in [(5, 5), (-5, 5), (5, -5), (-5, -5)] * 2
         ]
     )
-    with torch.no_grad():
+    with codebook_maintenance(vq), torch.no_grad():
         vq.train()(x)  # no gradients: no update, as in generate_semantic_ids
     assert not bool(vq.initialized)
-    vq(x)
+    vq.train()(x)  # a bare forward with gradients, as after trainer.fit: no update either
+    assert not bool(vq.initialized)
+    with codebook_maintenance(vq):  # what training_step does
+        vq(x)
     assert bool(vq.initialized)
     centres = {tuple(round(v) for v in row) for row in vq.embedding.weight.tolist()}
     assert {(5, 5), (-5, 5), (5, -5), (-5, -5)} <= centres
@@ -154,8 +166,9 @@ def test_dead_codes_are_restarted_from_current_inputs():
     with torch.no_grad():
         vq.embedding.weight.copy_(torch.tensor([[0.0, 0.0], [100, 100], [200, 200], [300, 300]]))
     x = torch.randn(64, 2)
-    for _ in range(2):
-        vq(x)
+    with codebook_maintenance(vq):
+        for _ in range(2):
+            vq(x)
     weight = vq.embedding.weight.detach()
     assert int(vq.num_restarts) == 1
     # the three far-away codes now sit on input points
@@ -180,8 +193,9 @@ def test_balance_rate_evens_out_code_usage_and_the_bias_is_saved():
     with torch.no_grad():
         vq.embedding.weight.copy_(codes)
     before = perplexity(vq)
-    for _ in range(200):
-        vq(x)
+    with codebook_maintenance(vq):
+        for _ in range(200):
+            vq(x)
     after = perplexity(vq)
     assert before < 2.8 and after > 3.9, (before, after)  # 4 is perfectly even
     assert abs(float(vq.code_bias.mean())) < 1e-6 and float(vq.code_bias[2:].max()) < 0
@@ -195,7 +209,8 @@ def test_balance_rate_evens_out_code_usage_and_the_bias_is_saved():
     assert torch.equal(copy.eval()(x).encoding_indices, ids)
     # off by default: the bias stays zero
     plain = VectorQuantizer(4, 2, kmeans_init=False, dead_code_steps=0)
-    plain(x)
+    with codebook_maintenance(plain):
+        plain(x)
     assert not plain.code_bias.any()
 
 
@@ -271,8 +286,32 @@ def test_same_seed_same_semantic_ids(catalog):
 
 def test_generate_semantic_ids_never_changes_codebooks(catalog):
     model = RqVae(32, 64, 16, 16).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     model.generate_semantic_ids(catalog.features)
-    assert not any(bool(vq.initialized) for vq in model.quantizer.levels)
+    model(catalog.features)  # a bare forward in training mode, with gradients
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_forward_after_fit_leaves_the_trained_codebooks_alone(tmp_path, catalog):
+    """Lightning leaves the model in training mode after fit; a forward pass must not re-seed
+    dead codes or move the balancing bias, and save_pretrained must save the trained model."""
+    seed_everything(0)
+    model = RqVae(32, 64, 16, 16, num_levels=2, dead_code_steps=1, balance_rate=0.05)
+    trainer(epochs=1).fit(
+        model, DataLoader(Features(catalog.features), batch_size=128, shuffle=True)
+    )
+    assert model.training  # as Lightning leaves it
+    ids = model.generate_semantic_ids(catalog.features)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    shifted = catalog.features[:1024].roll(1, dims=1)  # inference data unlike the training data
+    for _ in range(3):
+        model(shifted)[1].backward()
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    model.save_pretrained(tmp_path / "m")
+    assert torch.equal(
+        RqVae.from_pretrained(tmp_path / "m").generate_semantic_ids(catalog.features), ids
+    )
 
 
 # --- save and load -----------------------------------------------------------------------
@@ -408,12 +447,40 @@ def test_deduplicate_breaks_ties_at_the_last_level_only():
     z = torch.randn(6, 4) * 1e-4 + 0.5  # six near-identical items: one shared ID
     ids = rq(z).encoding_indices
     assert len(torch.unique(ids, dim=0)) == 1
-    unique = rq.deduplicate(z, ids)
+    unique = deduplicate(rq, z, ids)
     assert torch.equal(unique[:, 0], ids[:, 0]) and len(torch.unique(unique, dim=0)) == 6
-    spread = torch.randn(6, 4) * 10
-    ids = rq(spread).encoding_indices
-    if len(torch.unique(ids, dim=0)) == 6:  # nothing collides: nothing moves
-        assert torch.equal(rq.deduplicate(spread, ids), ids)
+    # items placed exactly on distinct codes: nothing collides, so nothing moves
+    with torch.no_grad():
+        for vq in rq.levels:
+            vq.embedding.weight.copy_(
+                torch.eye(8, 4) * 3 if vq is rq.levels[0] else torch.randn(8, 4)
+            )
+    exact = rq.decode_ids(torch.tensor([[i, i] for i in range(4)]))
+    ids = rq(exact).encoding_indices
+    assert len(torch.unique(ids, dim=0)) == 4
+    assert torch.equal(deduplicate(rq, exact, ids), ids)
+
+
+def test_deduplicate_warns_and_counts_when_a_prefix_holds_more_items_than_codes():
+    torch.manual_seed(0)
+    rq = ResidualQuantizer(2, 4, 4, kmeans_init=False, dead_code_steps=0)
+    z = torch.randn(6, 4) * 1e-4 + 0.5  # six items, one prefix, only four last-level codes
+    ids = rq(z).encoding_indices
+    with pytest.warns(UserWarning, match=r"deduplicate: 3 items still share a full ID"):
+        unique = deduplicate(rq, z, ids)
+    assert len(torch.unique(unique, dim=0)) == 4
+
+
+def test_deduplicate_uses_the_code_bias_as_lookup_does():
+    rq = ResidualQuantizer(1, 4, 2, kmeans_init=False, dead_code_steps=0)
+    with torch.no_grad():
+        rq.levels[0].embedding.weight.copy_(torch.tensor([[0.0, 0], [1, 0], [0, 1], [5, 5]]))
+        rq.levels[0].code_bias.copy_(torch.tensor([0.0, 10.0, 0.0, 0.0]))
+    z = torch.tensor([[0.9, 0.0], [0.9, 0.0]])  # nearest code 1, but its bias sends them to 0
+    ids = rq(z).encoding_indices
+    assert ids[:, 0].tolist() == [0, 0]
+    # a balanced assignment under the biased cost: code 0 and the next cheapest, code 2
+    assert sorted(deduplicate(rq, z, ids)[:, 0].tolist()) == [0, 2]
 
 
 def test_cosine_schedule_decays_to_zero_over_the_fit(catalog):
@@ -424,7 +491,9 @@ def test_cosine_schedule_decays_to_zero_over_the_fit(catalog):
     assert isinstance(config.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR)
     assert config.interval == "step" and config.scheduler.T_max == 2 * 8
     assert t.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
-    with pytest.raises(ValueError, match="lr_schedule must be 'plateau' or 'cosine', got 'linear'"):
+    with pytest.raises(
+        ValueError, match="lr_schedule must be one of 'plateau', 'cosine', got 'linear'"
+    ):
         RqVae(lr_schedule="linear")
 
 
@@ -460,4 +529,7 @@ def test_reference_usage_examples_as_written(tmp_path, monkeypatch):
         features = torch.randn(10, 768)
         semantic_ids = model.generate_semantic_ids(features)
     assert semantic_ids.shape == (10, 3) and semantic_ids.dtype == torch.int64
-    assert bool(model.quantizer.levels[0].initialized)  # the k-means init survived the round trip
+    trained = trainer.lightning_module
+    for vq, saved in zip(trained.quantizer.levels, model.quantizer.levels, strict=True):
+        assert torch.equal(vq.embedding.weight, saved.embedding.weight)  # trained codebooks
+        assert bool(saved.initialized)

@@ -52,7 +52,12 @@ def fit(workdir: Path, monkeypatch: pytest.MonkeyPatch, *args: str, run: bool = 
 
 
 def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path: Path, monkeypatch) -> None:
-    args = ["--trainer.max_epochs", "4", "--model.seed", "7"]  # model and data seeds differ
+    args = [
+        "--trainer.max_epochs",
+        "4",
+        "--model.quantizer.seed",
+        "7",
+    ]  # model and data seeds differ
     whole = fit(tmp_path / "whole", monkeypatch, *args)
 
     crashed = fit(tmp_path / "resumed", monkeypatch, *args, run=False)
@@ -178,12 +183,12 @@ def test_predict_with_bad_checkpoints_names_them_and_keeps_the_old_output(
 ) -> None:
     output = run_copy / "ids.csv"
     output.write_text("an older result\n")
-    two_levels = RqVae(64, [128, 64], 16, 64, num_levels=2).save_pretrained(run_copy / "two")
+    narrow = RqVae(32, [128, 64], 16, 64, num_levels=2).save_pretrained(run_copy / "narrow")
     truncated = truncate(CKPT_DIR / "last.ckpt")
     cases = {
         "missing.ckpt": "does not exist",
         str(truncated): "truncated",
-        str(two_levels): "num_levels=2 there, 3 here",
+        str(narrow): "expects features of shape (batch, 32)",  # 64-d items, 32-d model
     }
     for checkpoint, problem in cases.items():
         args = ["--config", SYNTHETIC, "--checkpoint", checkpoint, "--output", str(output)]

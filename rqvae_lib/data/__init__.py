@@ -20,6 +20,7 @@ from rqvae_lib.data.amazon import (
 )
 from rqvae_lib.data.datasets import (
     SUBSETS,
+    FeatureDataModule,
     FeatureDataset,
     ItemDataModule,
     P5AmazonItemDataset,
@@ -34,6 +35,7 @@ __all__ = [
     "SPLITS",
     "SUBSETS",
     "DownloadError",
+    "FeatureDataModule",
     "FeatureDataset",
     "ItemDataModule",
     "LeaveOneOut",

@@ -4,7 +4,8 @@ Every split lives under ``<root>/<split>/raw/`` in the layout of ``shared/data/a
 (``p5/``, ``sequences_asin/``, ``meta/``; each file plain or gzipped). There are three id spaces:
 P5 ids (sequences), ids local to ``meta/item.csv`` and ASINs. We always join through the ASIN.
 Path helpers take ``(root, split, ...)`` in path order; functions that act on a split take
-``(split, root)``.
+``(split, root)``. The loaders check every raw file they read against its pinned sha256 (hashed
+once per process while the file is unchanged), so a truncated or edited copy fails loudly.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import shutil
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -207,6 +209,42 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+#: sha256 of uncompressed content by (resolved path, inode, size, mtime_ns): each file hashed once.
+_SHA256_CACHE: dict[tuple[str, int, int, int], str] = {}
+
+
+def _content_sha256(path: Path) -> str:
+    """sha256 of a raw file's uncompressed content, cached while the file is unchanged on disk."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if key not in _SHA256_CACHE:
+        _SHA256_CACHE[key] = _sha256(path)
+    return _SHA256_CACHE[key]
+
+
+def _check_sha256(split: str, root: str | Path, f: RawFile, path: Path) -> None:
+    """Raise a ValueError saying how to get a good copy if ``path`` does not match its pin."""
+    if f.sha256 is None:
+        return
+    try:
+        actual = _content_sha256(path)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:  # a truncated or damaged .gz
+        actual = f"unreadable ({err})"
+    if actual != f.sha256:
+        raise ValueError(
+            f"raw file {path} of split {split!r} is damaged or not the pinned version "
+            f"(truncated or edited?): expected sha256 {f.sha256}, got {actual}. Replace it with "
+            f"a good copy. {_how_to_get(split, root, f)}"
+        )
+
+
+def verified_raw_file(root: str | Path, split: str, relpath: str) -> Path:
+    """:func:`raw_file`, checked against its pinned sha256 so a damaged copy never loads."""
+    path = raw_file(root, split, relpath)
+    _check_sha256(split, root, _entry(split, relpath), path)
+    return path
+
+
 def verify_checksums(split: str, root: str | Path) -> list[str]:
     """Check the sha256 of every present raw file that has one pinned; return the files checked."""
     checked = []
@@ -214,8 +252,7 @@ def verify_checksums(split: str, root: str | Path) -> list[str]:
         path = _present(raw_dir(root, split), f.relpath)
         if path is None or f.sha256 is None:
             continue
-        if (actual := _sha256(path)) != f.sha256:
-            raise ValueError(f"{path}: sha256 {actual} does not match the pinned {f.sha256}")
+        _check_sha256(split, root, f, path)
         checked.append(f.relpath)
     return checked
 
@@ -348,13 +385,13 @@ def load_items(split: str, root: str | Path) -> pd.DataFrame:
     Missing title, brand and price are None (``Unknown`` with a capital U is a real brand);
     ``categories`` is the first category path below the top level, as a list.
     """
-    with open_raw(raw_file(root, split, "p5/datamaps.json")) as fh:
+    with open_raw(verified_raw_file(root, split, "p5/datamaps.json")) as fh:
         maps = json.load(fh)
     # Beauty has P5's item2id; Toys has only id2item (RDRec's reduced copy), so invert it.
     item2id = maps.get("item2id") or {asin: pid for pid, asin in maps["id2item"].items()}
     read = {"dtype": str, "keep_default_na": False}
-    meta = pd.read_csv(raw_file(root, split, "meta/item.csv"), **read)
-    mapping = pd.read_csv(raw_file(root, split, "meta/item_id_mapping.csv"), **read)
+    meta = pd.read_csv(verified_raw_file(root, split, "meta/item.csv"), **read)
+    mapping = pd.read_csv(verified_raw_file(root, split, "meta/item_id_mapping.csv"), **read)
     asins = meta["item_id"].map(
         dict(zip(mapping["preprocessed_id"], mapping["original_id"], strict=True))
     )
@@ -417,7 +454,7 @@ def top_category(items: pd.DataFrame, level: int = 1) -> pd.Series:
 def load_user_sequences(split: str, root: str | Path) -> dict[int, list[int]]:
     """P5 user id -> that user's P5 item ids, oldest first (from ``p5/sequential_data.txt``)."""
     sequences = {}
-    with open_raw(raw_file(root, split, "p5/sequential_data.txt")) as fh:
+    with open_raw(verified_raw_file(root, split, "p5/sequential_data.txt")) as fh:
         for line in fh:
             if ids := [int(tok) for tok in line.split()]:
                 sequences[ids[0]] = ids[1:]

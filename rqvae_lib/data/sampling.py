@@ -8,6 +8,12 @@ import torch
 from torch.utils.data import RandomSampler
 
 
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The permutation of ``range(n)`` for one epoch, drawn on the CPU from ``(seed, epoch)``."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator)
+
+
 class EpochShuffleSampler(RandomSampler):
     """Shuffle with a permutation drawn from ``seed + epoch`` rather than the global RNG.
 
@@ -26,5 +32,4 @@ class EpochShuffleSampler(RandomSampler):
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
+        yield from epoch_permutation(len(self.data_source), self.seed, self.epoch).tolist()
