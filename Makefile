@@ -1,6 +1,9 @@
 # The two commands in README.md: `make tutorial` (the main job) and `make test` (every test).
 # Both create or reuse the virtual environment in .venv by themselves.
-PYTHON ?= python3.11
+# Any Python >= 3.11 on the PATH (newest first), unless PYTHON=... is given.
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3 python; do \
+	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	  2>/dev/null && { echo $$p; break; }; done)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
@@ -15,10 +18,15 @@ export HF_HUB_OFFLINE ?= 1
 export RQVAE_DATA_ROOT ?= $(abspath data)
 export PYTHONHASHSEED ?= 0
 
-.PHONY: venv tutorial figures test unit notebooks lint clean
+.PHONY: venv tutorial figures test test-fast unit notebooks lint clean
 
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if [ ! -x $(PY) ]; then \
+	  if [ -z "$(PYTHON)" ]; then \
+	    echo "No Python >= 3.11 found on the PATH (tried python3.13, 3.12, 3.11, python3, python)."; \
+	    echo "Install one, or run: make PYTHON=/path/to/python3.11 $(MAKECMDGOALS)"; exit 1; fi; \
+	  echo "Creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version 2>&1))"; \
+	  $(PYTHON) -m venv $(VENV); fi
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
@@ -34,6 +42,10 @@ figures: tutorial
 
 ## test: unit tests, then every notebook under nbval (fast mode)
 test: unit notebooks
+
+## test-fast: the unit tests not marked slow (no training runs of more than a few seconds)
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -q -m "not slow"
 
 unit: $(STAMP)
 	@start=$$(date +%s); \

@@ -1,6 +1,14 @@
 """Speed benchmark: training and semantic-ID throughput, peak memory, and scaling with the catalogue.
 
     python benchmarks/speed.py            # device auto (CUDA if available, else CPU)
+    python benchmarks/speed.py --fit-epochs 100 --compare-with 65d2517   # + notebook 02's fit
+
+``--fit-epochs N`` also times notebook 02's whole training on Beauty (TIGER config, batch 1024,
+N epochs, usage callback every epoch) through the library, against a lean plain-PyTorch loop
+that does the same arithmetic (the same MLPs, a 3 x 256 residual argmin quantizer with the
+straight-through estimator, Adam with the cosine schedule, one inference pass over the
+catalogue per epoch) and nothing else; ``--compare-with REV`` adds the library as it was at git
+revision REV, run from a temporary worktree, in the same run.
 
 RqVae in the TIGER shape runs against the same MLPs around vector-quantize-pytorch's ResidualVQ.
 Each measurement runs in a fresh subprocess so its peak memory is its own: resident set growth
@@ -20,6 +28,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
@@ -36,8 +45,8 @@ from common import (  # noqa: E402
     sync,
 )
 
-from rqvae_lib import RqVae, batch_inference  # noqa: E402
-from rqvae_lib.config import resolve_device  # noqa: E402
+from rqvae_lib import RqVae, batch_inference, codebook_maintenance  # noqa: E402
+from rqvae_lib.config import TIGER_CONFIG, resolve_device  # noqa: E402
 
 DIM = 384
 REPEATS = 3  # every timing is the best of 3, which is robust to other load on a shared machine
@@ -72,7 +81,8 @@ def build(method: str, device: torch.device) -> torch.nn.Module:
 
 def loss_fn(model: torch.nn.Module, batch: dict[str, Tensor]) -> Tensor:
     if isinstance(model, RqVae):
-        return model._losses(batch)[0]
+        with codebook_maintenance(model):  # as in RqVae.training_step
+            return model._losses(batch)[0]
     return model.training_step(batch, 0)
 
 
@@ -138,7 +148,7 @@ def measure_infer(
     model = build(method, device)
     if method == "rqvae":
         model.train()
-        with torch.enable_grad():  # one training forward: k-means init of the codebooks
+        with torch.enable_grad(), codebook_maintenance(model):  # k-means init of the codebooks
             model(next(iter(SyntheticStream(2048, 2048, device, pool=1)))["features"])
     stream = SyntheticStream(num_items, batch_size, device)
     loader = DataLoader(stream, batch_size=None)
@@ -161,6 +171,132 @@ def measure_infer(
 def _peer_inference(model, loader, device) -> Tensor:
     model.eval()
     return torch.cat([model.generate_semantic_ids(b["features"]).cpu() for b in loader])
+
+
+# --- notebook 02's whole training: the library against a lean loop ----------------------------
+FIT_SCRIPT = """
+import json, sys, tempfile
+from rqvae_lib.data import ItemDataModule
+from rqvae_lib.training import train_model
+import torch
+torch.set_num_threads({threads})
+with tempfile.TemporaryDirectory() as logs:
+    result = train_model(ItemDataModule(None, "beauty", batch_size=1024), {epochs},
+                         name="speed", quiet=True, save_dir=logs)
+stats = result.history[-1]
+print(json.dumps({{"seconds": result.seconds, "perplexity_l1": stats["perplexity_l1"]}}))
+"""
+
+
+def fit_library(repo: Path, epochs: int, threads: int) -> dict:
+    """Notebook 02's ``train_model`` call, run by the library found in ``repo`` (a subprocess)."""
+    import json
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(repo), "RQVAE_FAST": "0"}
+    script = FIT_SCRIPT.format(epochs=epochs, threads=threads)
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=repo, capture_output=True, text=True
+    )
+    if out.returncode:
+        raise RuntimeError(f"training with the library in {repo} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def fit_lean(features: Tensor, epochs: int, device_name: str, threads: int) -> dict:
+    """The lean reference: plain PyTorch doing notebook 02's arithmetic and nothing more."""
+    from rqvae_lib.data.datasets import split_indices
+    from rqvae_lib.data.sampling import epoch_permutation
+    from rqvae_lib.modules import Decoder, Encoder
+
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    torch.manual_seed(42)
+    c = TIGER_CONFIG
+    x = features.to(device)
+    train = x[torch.as_tensor(split_indices(len(x), "train", 42), device=device)]
+    enc = Encoder(x.shape[1], c["hidden_dim"], c["latent_dim"]).to(device)
+    dec = Decoder(c["latent_dim"], c["hidden_dim"], x.shape[1]).to(device)
+    with torch.no_grad():  # codebooks start on random latents of the first batch
+        z0 = enc(train[: c["num_embeddings"]])
+    books = torch.nn.Parameter(z0[None].repeat(c["num_levels"], 1, 1).contiguous())
+    params = [*enc.parameters(), *dec.parameters(), books]
+    opt = torch.optim.Adam(params, lr=c["learning_rate"])
+    steps = epochs * -(-len(train) // 1024)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+
+    def quantize(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        residual, total, loss, ids = z, torch.zeros_like(z), z.new_zeros(()), []
+        for book in books:
+            d = residual.pow(2).sum(1, keepdim=True) - 2 * residual @ book.t() + book.pow(2).sum(1)
+            idx = d.detach().argmin(1)
+            e = book[idx]
+            loss = loss + F.mse_loss(e, residual.detach()) + 0.25 * F.mse_loss(residual, e.detach())
+            residual, total = residual - e.detach(), total + e.detach()
+            ids.append(idx)
+        return z + (total - z).detach(), loss, torch.stack(ids, 1)
+
+    sync(device)
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        order = epoch_permutation(len(train), 42, epoch).to(device)
+        for rows in order.split(1024):
+            batch = train[rows]
+            q, vq_loss, _ = quantize(enc(batch))
+            loss = c["recon_weight"] * F.mse_loss(dec(q), batch) + vq_loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        with torch.no_grad():  # the usage callback's pass over the whole catalogue
+            ids = torch.cat([quantize(enc(chunk))[2] for chunk in x.split(16384)])
+    sync(device)
+    seconds = time.perf_counter() - start
+    counts = torch.bincount(ids[:, 0].cpu(), minlength=c["num_embeddings"]).float()
+    p = counts[counts > 0] / counts.sum()
+    return {"seconds": seconds, "perplexity_l1": float(torch.exp(-(p * p.log()).sum()))}
+
+
+def fit_table(epochs: int, device_name: str, threads: int, compare_with: str | None) -> str:
+    """Notebook 02's training: lean loop, this library, and (optionally) an earlier revision."""
+    import subprocess
+    import tempfile
+
+    from common import REPO, load_catalog
+
+    catalog = load_catalog("beauty")
+    if catalog is None:
+        return "Notebook 02's training: not measured (the Beauty files are not here).\n"
+    lean = fit_lean(catalog[0], epochs, device_name, threads)
+    rows = [("lean plain-PyTorch loop", lean), ("rqvae_lib (this revision)", None)]
+    rows[1] = (rows[1][0], fit_library(REPO, epochs, threads))
+    if compare_with:
+        with tempfile.TemporaryDirectory() as tmp:
+            tree = Path(tmp) / "old"
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", str(tree), compare_with],
+                cwd=REPO,
+                check=True,
+                capture_output=True,
+            )
+            try:
+                rows.append((f"rqvae_lib at {compare_with}", fit_library(tree, epochs, threads)))
+            finally:
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO)
+    table = [
+        {
+            "training": name,
+            "seconds": f"{r['seconds']:.1f}",
+            "x lean loop": f"{r['seconds'] / lean['seconds']:.2f}x",
+            "level-1 perplexity": f"{r['perplexity_l1']:.0f}",
+        }
+        for name, r in rows
+    ]
+    return (
+        f"Notebook 02's training on Beauty ({epochs} epochs, batch 1024, TIGER config, usage "
+        f"pass every epoch), {threads} threads:\n\n{markdown_table(table, list(table[0]))}\n"
+    )
 
 
 def ratio(a: float, b: float) -> str:
@@ -191,6 +327,11 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument(
         "--inline", action="store_true", help="no subprocesses (quick; memory less exact)"
     )
+    p.add_argument(
+        "--fit-epochs", type=int, default=0, help="also time notebook 02's fit (0: skip)"
+    )
+    p.add_argument("--compare-with", default=None, help="git revision to time beside it")
+    p.add_argument("--fit-only", action="store_true", help="only the notebook-02 fit table")
     args = p.parse_args(argv)
     setup_env()
     device = resolve_device(args.device)
@@ -206,6 +347,13 @@ def main(argv: list[str] | None = None) -> str:
     def frac(items_per_s: float, flops: float) -> str:
         achieved = items_per_s * flops / 1e9
         return f"{achieved:.1f} ({achieved / gflops:.0%})"
+
+    fit = ""
+    if args.fit_epochs:
+        fit = fit_table(args.fit_epochs, dev, args.threads, args.compare_with)
+        if args.fit_only:
+            print(f"### {machine()}; load {load()} at the end\n\n{fit}", flush=True)
+            return fit
 
     rows, res = [], {}
     for method, name in (("rqvae", "RqVae"), ("peer", "ResidualVQ peer")):
@@ -257,7 +405,7 @@ def main(argv: list[str] | None = None) -> str:
         f"above the start of the measurement.\n\n"
         f"{markdown_table(rows, list(rows[0]))}\n\n"
         f"Semantic IDs for a streamed synthetic catalogue (RqVae, batch {args.infer_batch_size}):\n\n"
-        f"{markdown_table(scale, list(scale[0]))}\n"
+        f"{markdown_table(scale, list(scale[0]))}\n" + (f"\n{fit}" if fit else "")
     )
     print(text, flush=True)
     return text

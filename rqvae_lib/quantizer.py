@@ -293,8 +293,12 @@ class VectorQuantizer(nn.Module):
     # broadcast from rank 0 after each change. On one process nothing here waits for the device.
     @torch.no_grad()
     def _maintain(self, z: Tensor, codes: Tensor, indices: Tensor) -> None:
-        one_hot = indices[:, None] == torch.arange(self.num_embeddings, device=indices.device)
-        counts = _sum(one_hot.sum(0))  # (K,) usage in this (global) batch
+        if indices.device.type == "cpu":  # no device to wait for: the cheapest count
+            counts = torch.bincount(indices, minlength=self.num_embeddings)
+        else:  # bincount would read the maximum back to the host; a one-hot sum does not
+            k = torch.arange(self.num_embeddings, device=indices.device)
+            counts = (indices[:, None] == k).sum(0)
+        counts = _sum(counts)  # (K,) usage in this (global) batch
         if self.config.balance_rate > 0:
             self._balance(z, codes, counts)
         if self.config.dead_code_steps > 0:
@@ -323,11 +327,14 @@ class VectorQuantizer(nn.Module):
 
         Inputs are drawn without replacement with probability proportional to their squared
         quantization error (Gumbel top-k on hashed noise), so new codes go where the codebook
-        explains the data worst. Masks instead of branches: no host synchronisation.
+        explains the data worst. On an accelerator, masks instead of branches: no host
+        synchronisation.
         """
         self.steps_since_used.add_(1).masked_fill_(counts > 0, 0)
         dead = self.steps_since_used >= self.config.dead_code_steps  # (K,)
-        if _distributed() and not bool(dead.any()):  # the same on every rank: counts are summed
+        # Skipping is the same as the masked update below with no dead code. Ask only where it is
+        # free (the CPU) or needed (DDP; the answer is the same on every rank: counts are summed).
+        if (z.device.type == "cpu" or _distributed()) and not bool(dead.any()):
             return
         data = _gather(z)  # (N, D), every rank's rows in rank order
         error = _gather((z - codes).pow(2).sum(1))  # (N,)

@@ -65,7 +65,8 @@ def make_trainer(
         quiet_lightning()
     root = Path(save_dir) if save_dir is not None else artifacts_dir() / "logs"
     check_writable(root, "training logs")
-    callbacks: list[pl.Callback] = [ModelCheckpoint(filename="{epoch}", save_last=True)]
+    # last.ckpt only, rewritten every epoch: enough to resume, and one file write per epoch
+    callbacks: list[pl.Callback] = [ModelCheckpoint(save_top_k=0, save_last=True)]
     if usage_items is not None:
         callbacks.append(CodebookUsageCallback(usage_items, usage_every_n_epochs))
     if quiet:

@@ -11,6 +11,7 @@ from rqvae_lib.config import REPO_ROOT
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 
+@pytest.mark.slow
 def test_quality_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     import quality
 
@@ -24,6 +25,7 @@ def test_quality_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert all(0 <= r["_collision"] <= 1 and r["_err"] >= 0 for r in rows)
 
 
+@pytest.mark.slow
 def test_quality_sweep_smoke(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
     import quality
 
@@ -43,6 +45,7 @@ def test_quality_sweep_smoke(capsys: pytest.CaptureFixture[str], tmp_path) -> No
     assert nmi_png.stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_speed_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     import speed
 

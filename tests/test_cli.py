@@ -56,6 +56,7 @@ def expected_rows(model: RqVae, loader: DataLoader, suffix: bool) -> pd.DataFram
     )
 
 
+@pytest.mark.slow
 def test_quick_start_then_predict(tmp_path: Path, one_thread) -> None:
     """The README's commands: train on the synthetic config, then write every item's ID."""
     start = time.time()
@@ -89,6 +90,7 @@ def test_quick_start_then_predict(tmp_path: Path, one_thread) -> None:
     ]  # no temporary files left behind
 
 
+@pytest.mark.slow
 def test_predict_on_beauty_matches_batch_inference(
     data_root: Path, beauty_embeddings, tmp_path: Path, monkeypatch, one_thread
 ) -> None:
@@ -145,6 +147,7 @@ def test_help_lists_every_option_with_its_default(capsys) -> None:
     assert "(type: bool, default: False)" in text
 
 
+@pytest.mark.slow
 def test_a_wrong_option_is_a_short_message_not_a_traceback(tmp_path: Path) -> None:
     result = run_module(
         "fit", "--config", str(CONFIGS / "synthetic.yaml"), "--model.num_levls", "4", cwd=tmp_path

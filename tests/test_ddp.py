@@ -15,6 +15,8 @@ allows 1e-4.
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import subprocess
@@ -91,6 +93,7 @@ def train(out: Path, devices: int) -> dict:
     return stats
 
 
+@pytest.mark.slow
 def test_ddp_ranks_share_codebooks_and_match_single_process(tmp_path: Path) -> None:
     script = tmp_path / "train_ddp.py"
     script.write_text(SCRIPT.format(tests=str(HERE)))

@@ -254,6 +254,7 @@ def test_training_logs_exactly_the_reference_metrics(tmp_path, catalog):
     )
 
 
+@pytest.mark.slow
 def test_basic_training_example_runs_without_a_validation_loader(catalog):
     """The reference's ``trainer.fit(model, dataloader)``, with ``accelerator='auto'`` for ``gpus=1``."""
     model = RqVae(input_dim=32, hidden_dim=64, latent_dim=16, num_embeddings=64, learning_rate=1e-3)

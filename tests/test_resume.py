@@ -51,6 +51,7 @@ def fit(workdir: Path, monkeypatch: pytest.MonkeyPatch, *args: str, run: bool = 
     return lightning_cli((["fit"] if run else []) + ["--config", SYNTHETIC, *QUIET, *args], run=run)
 
 
+@pytest.mark.slow
 def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path: Path, monkeypatch) -> None:
     args = [
         "--trainer.max_epochs",
