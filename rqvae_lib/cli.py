@@ -110,12 +110,15 @@ class RqVaeCLI(LightningCLI):
 
         Lightning would write ``last-v1.ckpt`` beside the old ``last.ckpt``, and the documented
         ``predict --checkpoint .../last.ckpt`` would then use the old model. So: resume it
-        (``--ckpt_path last``), or replace it knowingly (``--overwrite true``).
+        (``--ckpt_path last``), or replace it knowingly (``--overwrite true``). Starting from a
+        checkpoint of another folder counts as a new run here.
         """
         config = self.config_init[self.subcommand]
-        if config.get("ckpt_path") is not None:
-            return  # resuming: Lightning continues the same files
-        old = [p for folder in self._checkpoint_dirs() for p in sorted(folder.glob("*.ckpt"))]
+        folders = self._checkpoint_dirs()
+        ckpt = config.get("ckpt_path")
+        if ckpt is not None and any(Path(ckpt).resolve().parent == f.resolve() for f in folders):
+            return  # resuming from this folder: Lightning continues the same files
+        old = [p for folder in folders for p in sorted(folder.glob("*.ckpt"))]
         if not old:
             return
         if not config.get("overwrite"):

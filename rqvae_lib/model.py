@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ class RqVae(pl.LightningModule):
             "weight_decay": check_float("weight_decay", weight_decay, 0.0),
             "lr_schedule": check_choice("lr_schedule", lr_schedule, ("plateau", "cosine")),
         }
-        if isinstance(hidden_dim, int):
+        if not isinstance(hidden_dim, Sequence):
             options["hidden_dim"] = options["hidden_dim"][0]  # keep the reference's int form
         # Flat hyperparameters: every option, quantizer's included, so RqVae(**hparams) rebuilds it.
         self.save_hyperparameters({**options, **config.as_dict()})

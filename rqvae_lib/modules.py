@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 from torch import Tensor, nn
@@ -11,12 +12,12 @@ from .checks import check_int
 
 def hidden_sizes(hidden_dim: int | Sequence[int]) -> list[int]:
     """``hidden_dim`` (one width or a list) as a list of positive ints; a clear error otherwise."""
-    if isinstance(hidden_dim, str) or not isinstance(hidden_dim, int | Sequence):
+    if isinstance(hidden_dim, str) or not isinstance(hidden_dim, numbers.Integral | Sequence):
         raise TypeError(
             f"hidden_dim must be an int or a list of ints, got {hidden_dim!r} "
             f"({type(hidden_dim).__name__})"
         )
-    sizes = [hidden_dim] if isinstance(hidden_dim, int) else list(hidden_dim)
+    sizes = [hidden_dim] if isinstance(hidden_dim, numbers.Integral) else list(hidden_dim)
     if not sizes:
         raise ValueError("hidden_dim must be a positive int or a non-empty list of them, got []")
     return [check_int("hidden_dim", h, 1) for h in sizes]

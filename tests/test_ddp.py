@@ -15,8 +15,6 @@ allows 1e-4.
 
 from __future__ import annotations
 
-import pytest
-
 import json
 import os
 import subprocess
@@ -24,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist

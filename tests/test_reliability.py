@@ -137,12 +137,6 @@ def test_save_pretrained_never_mixes_or_loses_models(tmp_path, features, monkeyp
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: rqvae_lib/io.py atomic_dir renames the old folder aside and then, if "
-    "renaming the new one into place fails, deletes the new one and re-raises without renaming "
-    "the old one back: the model folder vanishes (left as a hidden .<name>.*.old sibling)",
-)
 def test_a_failed_swap_keeps_the_old_model_in_place(tmp_path, features, monkeypatch):
     old, new = tiny(0), tiny(1)
     old_ids = old.generate_semantic_ids(features)
@@ -510,12 +504,6 @@ def test_fit_into_a_used_checkpoint_folder_needs_resume_or_overwrite(tmp_path, m
     assert torch.equal(torch.tensor(written[["sid_0", "sid_1", "sid_2"]].to_numpy()), expected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: rqvae_lib/cli.py RqVaeCLI._check_fresh_checkpoint_dir skips the check "
-    "whenever --ckpt_path is given, also for a checkpoint from another folder; Lightning then "
-    "writes last-v1.ckpt beside the earlier run's last.ckpt, which predict keeps using",
-)
 def test_continuing_another_folders_checkpoint_does_not_leave_a_stale_last_ckpt(
     tmp_path, monkeypatch
 ):
