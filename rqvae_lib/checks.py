@@ -7,6 +7,8 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
+import torch
+
 
 def check_int(name: str, value: Any, minimum: int | None = None) -> int:
     """``value`` as an int, or a TypeError/ValueError naming ``name`` (no strings, floats or bools)."""
@@ -45,3 +47,12 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether every value of ``t`` is finite; one reduction in the usual case.
+
+    A finite sum proves there is no NaN or inf (either would make the sum non-finite); only an
+    infinite or NaN sum, which can also come from overflow, needs the elementwise check.
+    """
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())

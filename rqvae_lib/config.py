@@ -73,10 +73,10 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 #: TIGER's RQ-VAE shape on 384-d all-MiniLM-L6-v2 embeddings: the notebooks, CLI and benchmarks
-#: use it. The last four entries are the best point of the trade-offs measured by
-#: ``benchmarks/quality.py`` (see benchmarks/RESULTS.md): a heavy reconstruction weight and a
-#: per-step cosine decay from 3e-3 bring the relative error from 0.48 to 0.30 on Beauty, and a
-#: small usage-balancing code bias lifts level-1 perplexity from about 221 to 245.
+#: use it. The last four entries are this project's training recipe, not the paper's: the best
+#: point of the trade-offs measured by ``benchmarks/quality.py`` (a heavy reconstruction weight,
+#: a per-step cosine decay from 3e-3, a small usage-balancing code bias); the measurements are
+#: in benchmarks/RESULTS.md.
 TIGER_CONFIG: dict = {
     "input_dim": 384,
     "hidden_dim": [512, 256, 128],

@@ -98,6 +98,17 @@ def perplexity(codes: Tensor, num_embeddings: int) -> float:
     return float(torch.exp(-(probs * torch.log(probs + 1e-10)).sum()))
 
 
+def row_keys(ids: Tensor) -> Tensor:
+    """One int64 per row, equal exactly when the rows are equal: a fast stand-in for rows in
+    ``torch.unique(ids, dim=0)``. Falls back to that when the codes do not fit in 63 bits."""
+    ids = torch.as_tensor(ids).long()
+    base = int(ids.max()) + 1 if ids.numel() else 1
+    if ids.numel() and int(ids.min()) >= 0 and base ** ids.shape[1] < 2**62:
+        weights = base ** torch.arange(ids.shape[1] - 1, -1, -1, dtype=torch.long)
+        return (ids * weights).sum(1)
+    return torch.unique(ids, dim=0, return_inverse=True)[1]
+
+
 def codebook_stats(ids: Tensor, num_embeddings: int) -> dict:
     """Usage, perplexity and collision statistics for semantic IDs ``(num_items, num_levels)``.
 
@@ -116,7 +127,7 @@ def codebook_stats(ids: Tensor, num_embeddings: int) -> dict:
     levels = ids.shape[1]
     unique_per_level = [int(torch.unique(ids[:, lv]).numel()) for lv in range(levels)]
     ppl_per_level = [perplexity(ids[:, lv], num_embeddings) for lv in range(levels)]
-    _, inverse, counts = torch.unique(ids, dim=0, return_inverse=True, return_counts=True)
+    _, inverse, counts = torch.unique(row_keys(ids), return_inverse=True, return_counts=True)
     n = ids.shape[0]
     return {
         "usage_rate": sum(unique_per_level) / (levels * num_embeddings),

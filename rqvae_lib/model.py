@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from . import __version__
-from .checks import check_choice, check_float, check_int
+from .checks import all_finite, check_choice, check_float, check_int
 from .io import atomic_dir, sha256_file
 from .modules import Decoder, Encoder, hidden_sizes
 from .quantizer import QuantizerConfig, ResidualQuantizer, codebook_maintenance
@@ -128,9 +128,7 @@ class RqVae(pl.LightningModule):
             )
         # In a training step on an accelerator this would stall the device every step; there the
         # end-of-epoch check (on_train_epoch_end) catches what a bad batch does to the weights.
-        if not (self.training and features.device.type != "cpu") and not bool(
-            torch.isfinite(features).all()
-        ):
+        if not (self.training and features.device.type != "cpu") and not all_finite(features):
             bad = int((~torch.isfinite(features)).any(dim=1).sum())
             raise ValueError(
                 f"expected finite features, got NaN or inf in {bad} of {features.shape[0]} rows"
@@ -177,7 +175,7 @@ class RqVae(pl.LightningModule):
         bad = [
             name
             for name, t in self.state_dict().items()
-            if t.is_floating_point() and not bool(torch.isfinite(t).all())
+            if t.is_floating_point() and not all_finite(t)
         ]
         if bad:
             raise FloatingPointError(

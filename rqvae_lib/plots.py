@@ -13,6 +13,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .config import figures_dir
+from .io import atomic_write
 
 LEVEL_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
 
@@ -20,10 +21,8 @@ LEVEL_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
 def save_figure(fig: Figure, name: str, dpi: int = 110) -> Path:
     """Write ``fig`` to ``figures/<name>.png`` atomically (temp file, then rename)."""
     path = figures_dir() / f"{name}.png"
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
-    os.replace(tmp, path)
-    return path
+    save = {"dpi": dpi, "bbox_inches": "tight", "metadata": {"Software": None}, "format": "png"}
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, **save)) or path
 
 
 def _as_models(ids_or_dict) -> dict[str, np.ndarray]:

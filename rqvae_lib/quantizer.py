@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from torch import Tensor, nn
 
-from .checks import check_bool, check_float, check_int
+from .checks import all_finite, check_bool, check_float, check_int
 
 
 class QuantizerOutput(NamedTuple):
@@ -255,8 +255,13 @@ class VectorQuantizer(nn.Module):
         return z.pow(2).sum(1, keepdim=True) - 2 * z @ e.t() + e.pow(2).sum(1) + self.code_bias
 
     def nearest(self, z: Tensor) -> Tensor:
-        """Index of the nearest code for each row of ``z``: squared Euclidean distance + code bias."""
-        return self.distances(z).argmin(dim=1)
+        """Index of the nearest code for each row of ``z``: squared Euclidean distance + code bias.
+
+        ``||z||^2`` is the same for every code of a row, so the argmin leaves it out and the rest
+        is one fused multiply-add: ``||e||^2 + bias - 2 z e^T``.
+        """
+        e = self.codebook
+        return torch.addmm(e.pow(2).sum(1) + self.code_bias, z, e.t(), alpha=-2).argmin(dim=1)
 
     def forward(self, inputs: Tensor) -> QuantizerOutput:
         if inputs.dim() != 2 or inputs.shape[1] != self.embedding_dim:
@@ -264,7 +269,7 @@ class VectorQuantizer(nn.Module):
                 f"expected inputs of shape (batch, {self.embedding_dim}), got {tuple(inputs.shape)}"
             )
         update = self.maintain and self.training and torch.is_grad_enabled()
-        if not update and not bool(torch.isfinite(inputs).all()):  # argmin of NaN is code 0
+        if not update and not all_finite(inputs):  # argmin of NaN is code 0
             raise ValueError(
                 "the quantizer got NaN or inf inputs: the encoder's latents are not finite "
                 "(non-finite weights, or inputs too large for the model's dtype)"

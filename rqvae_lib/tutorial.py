@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from .config import REPO_ROOT, fast_mode
+from .io import atomic_write
 
 #: Metadata nbstripout removes by default, plus what changes from machine to machine.
 STRIP_KEYS = [
@@ -53,9 +54,7 @@ def run_notebook(path: str | os.PathLike, timeout: int = 3600) -> float:
         nb, {"metadata": {"path": str(path.parent)}}
     )
     seconds = time.perf_counter() - start
-    tmp = path.with_name(f".{path.name}.tmp")
-    nbformat.write(strip_notebook(nb), tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: nbformat.write(strip_notebook(nb), str(tmp)))
     return seconds
 
 

@@ -26,6 +26,8 @@ from typing import IO, Any, NamedTuple
 import pandas as pd
 from tqdm.auto import tqdm
 
+from rqvae_lib.io import atomic_write
+
 #: Public raw files are fetched from ``{base_url}/{repo}/{commit}/{path}``.
 GITHUB_RAW = "https://raw.githubusercontent.com"
 #: Environment variable that replaces :data:`GITHUB_RAW` (a mirror, or a local test server).
@@ -259,10 +261,9 @@ def verify_checksums(split: str, root: str | Path) -> list[str]:
 
 def _fetch(url: str, dest: Path, sha256: str, hint: str) -> None:
     """Stream ``url`` to a temp file beside ``dest``; rename it only when complete and verified."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    digest = hashlib.sha256()
-    try:
+
+    def fetch(tmp: Path) -> None:
+        digest = hashlib.sha256()
         try:
             with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
                 total = int(resp.headers.get("Content-Length") or 0) or None
@@ -281,9 +282,8 @@ def _fetch(url: str, dest: Path, sha256: str, hint: str) -> None:
                 f"checksum mismatch for {dest.name} downloaded from {url}: sha256 "
                 f"{digest.hexdigest()}, expected {sha256}. Nothing was written. " + hint
             )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(dest, fetch)
 
 
 def _download(split: str, root: str | Path, base_url: str | None, force: bool) -> Path:

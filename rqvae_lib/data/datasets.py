@@ -277,8 +277,14 @@ class ItemDataModule(FeatureDataModule):
         self.download = download
 
     def prepare_data(self) -> None:
-        """Download the raw files and compute the embedding cache, if not there yet."""
-        load_catalogue(self._root(), self.split, self.model_name, self.download)
+        """Download the raw files and compute the embedding cache, if not there yet.
+
+        Once per instance: Lightning calls it at the start of every fit, and the catalogue
+        loaded by ``setup`` already proves the files and the cache are there.
+        """
+        if self.catalogue is None and not getattr(self, "_prepared", False):
+            load_catalogue(self._root(), self.split, self.model_name, self.download)
+            self._prepared = True
 
     def _root(self) -> Path:
         return Path(self.root) if self.root is not None else data_root()

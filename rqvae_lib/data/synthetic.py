@@ -33,9 +33,9 @@ def make_synthetic_catalog(
 
     Depth ``d`` has ``prod(branching[:d+1])`` clusters; each child centre is its parent's plus an
     offset of scale ``scales[d]`` (default halving per depth), and each item adds ``noise``.
-    Every item also shares one ``common`` offset: sentence embeddings are anisotropic (the
-    MiniLM Beauty embeddings have a mean vector of norm 0.65), which is what makes a plain
-    VQ codebook collapse. With ``normalize`` the vectors lie on the unit sphere.
+    Every item also shares one ``common`` offset, because sentence embeddings are anisotropic
+    (their mean vector is far from zero; notebook 01 measures it on Beauty). With ``normalize``
+    the vectors lie on the unit sphere.
     """
     if num_items < 1 or dim < 1 or not branching:
         raise ValueError(
