@@ -23,6 +23,8 @@ from .quantizer import QuantizerConfig, ResidualQuantizer, codebook_maintenance
 from .semantic_ids import deduplicate as _deduplicate
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+#: The reference's training metrics, logged once per epoch.
+TRAIN_METRICS = ("train_loss", "train_recon_loss", "train_commitment_loss", "train_embedding_loss")
 #: Keys of config.json that are not constructor options.
 META_KEYS = ("class_name", "library_version", "weights_sha256")
 #: Precisions that store the codebooks in 16 bits: nearest-code search is unreliable there.
@@ -91,6 +93,8 @@ class RqVae(pl.LightningModule):
             options["num_levels"], options["num_embeddings"], self.latent_dim, config=config
         )
         self.decoder = Decoder(self.latent_dim, options["hidden_dim"], self.input_dim)
+        self._epoch_sums: Tensor | None = None  # running loss sums of the epoch (see training_step)
+        self._epoch_count = 0
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
@@ -194,15 +198,35 @@ class RqVae(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         with codebook_maintenance(self):  # the only place codebooks change
-            total, recon, commitment, embedding = self._losses(batch)
-        log = dict(
-            on_step=False, on_epoch=True, batch_size=batch["features"].shape[0], sync_dist=True
-        )
-        self.log("train_loss", total, prog_bar=True, **log)
-        self.log("train_recon_loss", recon, **log)
-        self.log("train_commitment_loss", commitment, **log)
-        self.log("train_embedding_loss", embedding, **log)
-        return total
+            losses = self._losses(batch)
+        self._log_epoch_means(losses, batch["features"].shape[0], batch_idx)
+        return losses[0]
+
+    def _log_epoch_means(self, losses: tuple[Tensor, ...], n: int, batch_idx: int) -> None:
+        """Log the reference's four training losses as batch-size-weighted epoch means.
+
+        The sums stay on the device and are handed to ``self.log`` once, on the epoch's last
+        batch: the same epoch means as logging every step, without Lightning's per-call cost.
+        """
+        sums = torch.stack([loss.detach() for loss in losses]) * n
+        if batch_idx == 0 or self._epoch_sums is None:
+            self._epoch_sums, self._epoch_count = sums, n
+        else:
+            self._epoch_sums, self._epoch_count = self._epoch_sums + sums, self._epoch_count + n
+        last = getattr(self._trainer, "num_training_batches", float("inf")) if self._trainer else 1
+        if batch_idx + 1 < last:
+            return
+        means = self._epoch_sums / self._epoch_count
+        for name, value in zip(TRAIN_METRICS, means, strict=True):
+            self.log(
+                name,
+                value,
+                on_step=False,
+                on_epoch=True,
+                batch_size=self._epoch_count,
+                sync_dist=True,
+                prog_bar=name == "train_loss",
+            )
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         total, recon, _, _ = self._losses(batch)

@@ -55,8 +55,8 @@ def make_trainer(
 ) -> pl.Trainer:
     """A Trainer with ``accelerator="auto"``, a CSVLogger, checkpointing and the usage callback.
 
-    Each run logs to a new folder ``<save_dir or artifacts>/logs/<name>/version_<n>/`` (with its
-    checkpoints in ``checkpoints/``), so an earlier run's logs are never overwritten. ``quiet``
+    Each run logs to a new folder ``<save_dir or artifacts>/logs/<name>/version_<n>/`` (with the
+    final weights in ``checkpoints/last.ckpt``), so an earlier run's logs are never overwritten. ``quiet``
     (default: fast mode or CI) turns off progress bars, the model summary and Lightning's info
     lines; training then prints one line every few epochs instead.
     """
@@ -65,7 +65,9 @@ def make_trainer(
         quiet_lightning()
     root = Path(save_dir) if save_dir is not None else artifacts_dir() / "logs"
     check_writable(root, "training logs")
-    # last.ckpt only, rewritten every epoch: enough to resume, and one file write per epoch
+    # The final weights as last.ckpt. Writing a checkpoint every epoch would cost more than the
+    # usage callback; long runs that must survive a crash go through the command line, whose
+    # configs checkpoint every epoch and resume with --ckpt_path last.
     callbacks: list[pl.Callback] = [ModelCheckpoint(save_top_k=0, save_last=True)]
     if usage_items is not None:
         callbacks.append(CodebookUsageCallback(usage_items, usage_every_n_epochs))
