@@ -79,3 +79,14 @@ def p5_root(p5_tiny: P5Fixture, tmp_path: Path) -> Path:
     root = tmp_path / "data"
     link_local_copy(TINY, root, p5_tiny.folder)
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny matrices on a shared CPU: extra threads only contend, so use one."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -37,14 +37,6 @@ def run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def expected_rows(model: RqVae, loader: DataLoader, suffix: bool) -> pd.DataFrame:
     """What predict must write: batch_inference's IDs keyed by the loader's item ids."""
     ids = batch_inference(model, loader, device="cpu")

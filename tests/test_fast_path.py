@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
+from helpers import quiet_trainer
 from torch.utils.data import DataLoader
 
 from rqvae_lib import CodebookUsageCallback, RqVae, codebook_maintenance, seed_everything
@@ -58,15 +59,7 @@ def _fit(in_memory: bool) -> RqVae:
     seed_everything(0)
     data = SyntheticDataModule(num_items=600, dim=32, batch_size=128, seed=0, in_memory=in_memory)
     model = RqVae(32, [64, 32], 8, 16, num_levels=2, balance_rate=0.01, dead_code_steps=2)
-    pl.Trainer(
-        max_epochs=3,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        deterministic=True,
-    ).fit(model, data)
+    quiet_trainer(3, deterministic=True).fit(model, data)
     return model
 
 
@@ -83,13 +76,8 @@ def test_usage_callback_every_n_epochs_from_a_tensor_or_a_loader(features):
     every = CodebookUsageCallback(data.dataset("all").features, every_n_epochs=2)
     each = CodebookUsageCallback(data.predict_dataloader())
     model = RqVae(32, [64, 32], 8, 16, num_levels=2)
-    pl.Trainer(
-        max_epochs=4,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+    quiet_trainer(
+        4,
         callbacks=[every, each],
     ).fit(model, data)
     assert [h["epoch"] for h in every.history] == [1, 3]
@@ -137,13 +125,8 @@ def test_epoch_losses_are_the_batch_weighted_means_of_the_steps():
     seed_everything(0)
     data = SyntheticDataModule(num_items=700, dim=32, batch_size=128, seed=0)  # a short last batch
     steps = Steps()
-    trainer = pl.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+    trainer = quiet_trainer(
+        1,
         callbacks=[steps],
     )
     trainer.fit(RqVae(32, [64, 32], 8, 16, num_levels=2), data)

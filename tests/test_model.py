@@ -8,6 +8,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from helpers import quiet_trainer
 from torch.utils.data import DataLoader
 
 from rqvae_lib import (
@@ -50,17 +51,7 @@ class Features(torch.utils.data.Dataset):
 
 
 def trainer(tmp_path=None, epochs: int = 2, **kw) -> pl.Trainer:
-    kw.setdefault("logger", False)
-    kw.setdefault("enable_checkpointing", False)
-    return pl.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        devices=1,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        **kw,
-    )
+    return quiet_trainer(epochs, default_root_dir=tmp_path, **kw)
 
 
 @pytest.fixture(scope="module")

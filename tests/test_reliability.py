@@ -42,14 +42,7 @@ QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summa
 CKPT_DIR = Path("artifacts/synthetic/checkpoints")  # configs/synthetic.yaml's ModelCheckpoint
 DIM = 16
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices on a shared CPU: extra threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Features(Dataset):

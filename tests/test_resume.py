@@ -21,6 +21,8 @@ SYNTHETIC = str(REPO_ROOT / "configs" / "synthetic.yaml")
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 CKPT_DIR = Path("artifacts/synthetic/checkpoints")  # the config's ModelCheckpoint dirpath
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 class Interrupted(Exception):
     """Stands for a killed process."""
@@ -33,15 +35,6 @@ class CrashAtEpoch(pl.Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch == self.epoch:
             raise Interrupted(f"stopped at the start of epoch {self.epoch}")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: extra threads only contend on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def fit(workdir: Path, monkeypatch: pytest.MonkeyPatch, *args: str, run: bool = True):
