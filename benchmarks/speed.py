@@ -1,9 +1,9 @@
 """Speed benchmark: training and semantic-ID throughput, peak memory, and scaling with the catalogue.
 
     python benchmarks/speed.py            # device auto (CUDA if available, else CPU)
-    python benchmarks/speed.py --fit-epochs 100 --compare-with 65d2517   # + notebook 02's fit
+    python benchmarks/speed.py --fit-epochs 100 --compare-with 65d2517   # + notebook 03's fit
 
-``--fit-epochs N`` also times notebook 02's whole training on Beauty (TIGER config, batch 1024,
+``--fit-epochs N`` also times notebook 03's whole training on Beauty (TIGER config, batch 1024,
 N epochs, usage callback every epoch) through the library, against a lean plain-PyTorch loop
 that does the same arithmetic (the same MLPs, a 3 x 256 residual argmin quantizer with the
 straight-through estimator, Adam with the cosine schedule, one inference pass over the
@@ -173,7 +173,7 @@ def _peer_inference(model, loader, device) -> Tensor:
     return torch.cat([model.generate_semantic_ids(b["features"]).cpu() for b in loader])
 
 
-# --- notebook 02's whole training: the library against a lean loop ----------------------------
+# --- notebook 03's whole training: the library against a lean loop ----------------------------
 FIT_SCRIPT = """
 import json, sys, tempfile
 from rqvae_lib.data import ItemDataModule
@@ -189,7 +189,7 @@ print(json.dumps({{"seconds": result.seconds, "perplexity_l1": stats["perplexity
 
 
 def fit_library(repo: Path, epochs: int, threads: int) -> dict:
-    """Notebook 02's ``train_model`` call, run by the library found in ``repo`` (a subprocess)."""
+    """Notebook 03's ``train_model`` call, run by the library found in ``repo`` (a subprocess)."""
     import json
     import os
     import subprocess
@@ -205,7 +205,7 @@ def fit_library(repo: Path, epochs: int, threads: int) -> dict:
 
 
 def fit_lean(features: Tensor, epochs: int, device_name: str, threads: int) -> dict:
-    """The lean reference: plain PyTorch doing notebook 02's arithmetic and nothing more."""
+    """The lean reference: plain PyTorch doing notebook 03's arithmetic and nothing more."""
     from rqvae_lib.data.datasets import split_indices
     from rqvae_lib.data.sampling import epoch_permutation
     from rqvae_lib.modules import Decoder, Encoder
@@ -259,7 +259,7 @@ def fit_lean(features: Tensor, epochs: int, device_name: str, threads: int) -> d
 
 
 def fit_table(epochs: int, device_name: str, threads: int, compare_with: str | None) -> str:
-    """Notebook 02's training: lean loop, this library, and (optionally) an earlier revision."""
+    """Notebook 03's training: lean loop, this library, and (optionally) an earlier revision."""
     import subprocess
     import tempfile
 
@@ -267,7 +267,7 @@ def fit_table(epochs: int, device_name: str, threads: int, compare_with: str | N
 
     catalog = load_catalog("beauty")
     if catalog is None:
-        return "Notebook 02's training: not measured (the Beauty files are not here).\n"
+        return "Notebook 03's training: not measured (the Beauty files are not here).\n"
     lean = fit_lean(catalog[0], epochs, device_name, threads)
     rows = [("lean plain-PyTorch loop", lean), ("rqvae_lib (this revision)", None)]
     rows[1] = (rows[1][0], fit_library(REPO, epochs, threads))
@@ -294,7 +294,7 @@ def fit_table(epochs: int, device_name: str, threads: int, compare_with: str | N
         for name, r in rows
     ]
     return (
-        f"Notebook 02's training on Beauty ({epochs} epochs, batch 1024, TIGER config, usage "
+        f"Notebook 03's training on Beauty ({epochs} epochs, batch 1024, TIGER config, usage "
         f"pass every epoch), {threads} threads:\n\n{markdown_table(table, list(table[0]))}\n"
     )
 
@@ -328,10 +328,10 @@ def main(argv: list[str] | None = None) -> str:
         "--inline", action="store_true", help="no subprocesses (quick; memory less exact)"
     )
     p.add_argument(
-        "--fit-epochs", type=int, default=0, help="also time notebook 02's fit (0: skip)"
+        "--fit-epochs", type=int, default=0, help="also time notebook 03's fit (0: skip)"
     )
     p.add_argument("--compare-with", default=None, help="git revision to time beside it")
-    p.add_argument("--fit-only", action="store_true", help="only the notebook-02 fit table")
+    p.add_argument("--fit-only", action="store_true", help="only the notebook-03 fit table")
     args = p.parse_args(argv)
     setup_env()
     device = resolve_device(args.device)

@@ -244,3 +244,194 @@ def table_figure(df: pd.DataFrame, title: str = "") -> Figure:
     if title:
         ax.set_title(title)
     return fig
+
+
+# --- the 2-D toy of notebook 02: codebooks as Voronoi cells ------------------------------------
+def _grid(points: np.ndarray, codebooks: Sequence[np.ndarray], resolution: int, margin: float):
+    """A ``resolution`` x ``resolution`` grid over the points and first-level codes, plus margin."""
+    cloud = np.concatenate([points, codebooks[0]]) if len(codebooks) else points
+    lo, hi = cloud.min(0), cloud.max(0)
+    pad = margin * (hi - lo).max()
+    xs = np.linspace(lo[0] - pad, hi[0] + pad, resolution)
+    ys = np.linspace(lo[1] - pad, hi[1] + pad, resolution)
+    gx, gy = np.meshgrid(xs, ys)
+    return np.stack([gx.ravel(), gy.ravel()], 1), (xs[0], xs[-1], ys[0], ys[-1])
+
+
+def _residual_ids(x: np.ndarray, codebooks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Residual quantization of the rows of ``x``: the indices ``(N, L)`` and the sum of codes."""
+    residual, total, ids = x.astype(np.float64), np.zeros(x.shape), []
+    for codebook in codebooks:
+        c = np.asarray(codebook, dtype=np.float64)
+        idx = ((residual[:, None, :] - c[None]) ** 2).sum(-1).argmin(1)
+        residual, total = residual - c[idx], total + c[idx]
+        ids.append(idx)
+    return np.stack(ids, 1), total
+
+
+def _cell_colors(ids: np.ndarray, num_embeddings: int) -> np.ndarray:
+    """RGB per row: the hue from the first code, lighter or darker with each finer code."""
+    base = np.asarray(plt.cm.tab10(ids[:, 0] % 10))[:, :3]
+    shade = np.zeros(len(ids))
+    for level in range(1, ids.shape[1]):
+        shade += (ids[:, level] / max(num_embeddings - 1, 1) - 0.5) * 0.7 / 2 ** (level - 1)
+    white, black = np.ones_like(base), np.zeros_like(base)
+    s = shade[:, None]
+    return np.where(s > 0, base + s * (white - base), base + (-s) * (black - base) * 0.8)
+
+
+def _boundaries(labels: np.ndarray) -> np.ndarray:
+    """True on grid pixels where the cell label changes (drawn as cell borders)."""
+    edge = np.zeros(labels.shape, dtype=bool)
+    edge[1:, :] |= labels[1:, :] != labels[:-1, :]
+    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    return edge
+
+
+def _draw_cells(ax, ids: np.ndarray, num_embeddings: int, extent, resolution: int) -> None:
+    colors = _cell_colors(ids, num_embeddings).reshape(resolution, resolution, 3)
+    ax.imshow(colors, origin="lower", extent=extent, alpha=0.45, aspect="auto")
+    key = sum(ids[:, i] * num_embeddings ** (ids.shape[1] - 1 - i) for i in range(ids.shape[1]))
+    fine = _boundaries(key.reshape(resolution, resolution))
+    coarse = _boundaries(ids[:, 0].reshape(resolution, resolution))
+    for edge, alpha in ((fine, 0.5), (coarse, 1.0)):
+        rgba = np.zeros((resolution, resolution, 4))
+        rgba[edge, 3] = alpha
+        ax.imshow(rgba, origin="lower", extent=extent, aspect="auto", interpolation="nearest")
+
+
+def residual_cells(
+    points, codebooks: Sequence, resolution: int = 300, title: str = "", margin: float = 0.08
+) -> Figure:
+    """How a residual quantizer cuts the plane, coarse to fine, for 2-D ``points``.
+
+    ``codebooks`` is a list of ``(K, 2)`` arrays, one per level. Panel 1: level 1's nearest-code
+    (Voronoi) cells with the points and the codes. Panel 2 (with two levels or more): what level 2
+    sees, the residuals ``r1 = z - e1`` of all points around 0, and level 2's cells. Then one panel
+    per depth ``l``: the plane coloured by the first ``l`` codes of the ID (hue: level-1 code,
+    shade: finer codes), level-1 borders in black, and the reconstructions ``e1 + ... + el``.
+    """
+    pts = np.asarray(torch.as_tensor(points, dtype=torch.float64))
+    books = [np.asarray(torch.as_tensor(c, dtype=torch.float64).detach()) for c in codebooks]
+    k, levels = len(books[0]), len(books)
+    grid, extent = _grid(pts, books, resolution, margin)
+    point_ids, _ = _residual_ids(pts, books)
+    panels = 1 + (levels >= 2) + (levels - 1)
+    fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 4.6), squeeze=False)
+    axes = list(axes[0])
+
+    ax = axes.pop(0)  # level 1: plain Voronoi cells
+    _draw_cells(ax, _residual_ids(grid, books[:1])[0], k, extent, resolution)
+    ax.scatter(*pts.T, s=6, c=_cell_colors(point_ids[:, :1], k), edgecolors="none", label="points")
+    ax.scatter(*books[0].T, marker="X", s=90, c="k", edgecolors="w", label=f"level-1 codes ({k})")
+    ax.set(
+        xlabel="$z_1$",
+        ylabel="$z_2$",
+        title=f"level 1: {k} cells",
+        xlim=extent[:2],
+        ylim=extent[2:],
+    )
+    ax.legend(fontsize=8, loc="upper left")
+
+    if levels >= 2:  # level 2 works on the residuals, which all sit around 0
+        ax = axes.pop(0)
+        _, q1 = _residual_ids(pts, books[:1])
+        res = pts - q1
+        rgrid, rextent = _grid(res, books[1:2], resolution, margin)
+        _draw_cells(ax, _residual_ids(rgrid, books[1:2])[0], k, rextent, resolution)
+        ax.scatter(*res.T, s=6, c="0.25", edgecolors="none", label="residuals $r_1 = z - e_1$")
+        ax.scatter(*books[1].T, marker="X", s=90, c="k", edgecolors="w", label="level-2 codes")
+        ax.axhline(0, color="0.5", lw=0.5)
+        ax.axvline(0, color="0.5", lw=0.5)
+        ax.set(
+            xlabel="$r_1$, first coordinate",
+            ylabel="$r_1$, second coordinate",
+            title="level 2 quantizes the residuals",
+        )
+        ax.legend(fontsize=8, loc="upper left")
+
+    for depth in range(2, levels + 1):  # the partition by the first `depth` codes
+        ax = axes.pop(0)
+        ids, _ = _residual_ids(grid, books[:depth])
+        _draw_cells(ax, ids, k, extent, resolution)
+        _, recon = _residual_ids(pts, books[:depth])
+        centres = np.unique(recon, axis=0)
+        ax.scatter(*pts.T, s=4, c="0.35", edgecolors="none", label="points")
+        ax.scatter(
+            *centres.T,
+            marker=".",
+            s=40,
+            c="k",
+            label=f"reconstructions $e_1+\\dots+e_{depth}$ ({len(centres)} used)",
+        )
+        ax.set(
+            xlabel="$z_1$",
+            ylabel="$z_2$",
+            title=f"levels 1-{depth}: up to {k}$^{depth}$ = {k**depth} cells",
+            xlim=extent[:2],
+            ylim=extent[2:],
+        )
+        ax.legend(fontsize=8, loc="upper left")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def codebook_runs(
+    points, runs: Mapping[str, tuple], resolution: int = 250, margin: float = 0.08
+) -> Figure:
+    """One panel per run: a single codebook's Voronoi cells over 2-D ``points``.
+
+    ``runs`` maps a name to ``(codebook (K, 2), codes (N,))``, the codes being each point's
+    nearest code. Used codes are black crosses, dead codes (no point) open red circles.
+    """
+    pts = np.asarray(torch.as_tensor(points, dtype=torch.float64))
+    books = {
+        n: np.asarray(torch.as_tensor(c, dtype=torch.float64).detach())
+        for n, (c, _) in runs.items()
+    }
+    cloud = np.concatenate([pts, *books.values()])
+    grid, extent = _grid(cloud, [], resolution, margin)
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.3 * len(runs), 4.3), squeeze=False)
+    for ax, (name, (_, codes)) in zip(axes[0], runs.items(), strict=True):
+        book = books[name]
+        k = len(book)
+        codes = np.asarray(torch.as_tensor(codes))
+        used = np.bincount(codes, minlength=k) > 0
+        _draw_cells(ax, _residual_ids(grid, [book])[0], k, extent, resolution)
+        ax.scatter(
+            *pts.T, s=5, c=_cell_colors(codes[:, None], k), edgecolors="none", label="points"
+        )
+        ax.scatter(
+            *book[used].T,
+            marker="X",
+            s=80,
+            c="k",
+            edgecolors="w",
+            label=f"used codes ({used.sum()})",
+        )
+        ax.scatter(
+            *book[~used].T,
+            marker="o",
+            s=40,
+            facecolors="none",
+            edgecolors="tab:red",
+            label=f"dead codes ({(~used).sum()})",
+        )
+        ax.set(xlabel="$z_1$", ylabel="$z_2$", title=name, xlim=extent[:2], ylim=extent[2:])
+        ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def toy_losses(history: Mapping[str, Sequence[float]]) -> Figure:
+    """Training losses of the toy quantizer, one curve per named series, against the step."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for name, values in history.items():
+        ax.plot(np.arange(1, len(values) + 1), values, label=name)
+    ax.set_yscale("log")
+    ax.set(xlabel="step", ylabel="loss", title="training the toy quantizer")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
