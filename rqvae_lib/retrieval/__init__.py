@@ -1,4 +1,4 @@
-"""Generative retrieval (TIGER), model-free part: samples, item tokens, trie search and metrics."""
+"""Generative retrieval (TIGER): samples, item tokens, trie search, metrics, models and training."""
 
 from rqvae_lib.retrieval.metrics import (
     KS,
@@ -9,6 +9,8 @@ from rqvae_lib.retrieval.metrics import (
     most_popular,
     recall_ndcg,
 )
+from rqvae_lib.retrieval.sasrec import SASRec, SASRecConfig
+from rqvae_lib.retrieval.seq2seq import EncodedHistory, Seq2SeqConfig, TigerSeq2Seq
 from rqvae_lib.retrieval.sequences import (
     MAX_HISTORY,
     RetrievalSamples,
@@ -20,6 +22,14 @@ from rqvae_lib.retrieval.sequences import (
     validation_samples,
 )
 from rqvae_lib.retrieval.tokens import BOS, EOS, NUM_SPECIAL, PAD, ItemTokenizer
+from rqvae_lib.retrieval.train import (
+    RetrievalModel,
+    TrainConfig,
+    TrainResult,
+    evaluate,
+    fit,
+    make_optimizer,
+)
 from rqvae_lib.retrieval.trie import BeamSearchOutput, ItemTrie, constrained_beam_search
 
 __all__ = [
@@ -30,16 +40,27 @@ __all__ = [
     "NUM_SPECIAL",
     "PAD",
     "BeamSearchOutput",
+    "EncodedHistory",
     "ItemTokenizer",
     "ItemTrie",
     "MetricValue",
+    "RetrievalModel",
     "RetrievalSamples",
     "RetrievalSplits",
+    "SASRec",
+    "SASRecConfig",
+    "Seq2SeqConfig",
+    "TigerSeq2Seq",
+    "TrainConfig",
+    "TrainResult",
     "build_samples",
     "constrained_beam_search",
     "drop_history",
+    "evaluate",
+    "fit",
     "hit_ranks",
     "item_popularity",
+    "make_optimizer",
     "most_popular",
     "recall_ndcg",
     "test_samples",

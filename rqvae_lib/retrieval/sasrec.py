@@ -1,0 +1,182 @@
+"""SASRec (Kang & McAuley, 2018): causal self-attention over item-id embeddings, the ID baseline.
+
+Each item is one learned embedding (no semantic ID); the output at the last position is scored
+against every item embedding (shared with the input, as in the paper). Two losses:
+
+- ``"bce"``: the paper's, and TIGER's SASRec row: the target against one uniformly sampled
+  negative (never the target itself), binary cross-entropy on both scores.
+- ``"ce"``: full softmax cross-entropy over the whole catalogue (stronger on small catalogues).
+
+One loss term per (history, target) sample, at the last position: the P5 training samples are
+every prefix of a user's sequence, so supervising every position of every prefix (the paper's
+one-pass trick over whole sequences) would count early transitions many times over.
+Histories are left-padded, so the newest item always has the last position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from rqvae_lib.retrieval.metrics import drop_history
+from rqvae_lib.retrieval.sequences import MAX_HISTORY, RetrievalSamples
+
+#: Embedding index of padding; item i of the catalogue has index i + 1.
+PAD_INDEX = 0
+
+
+@dataclass(frozen=True)
+class SASRecConfig:
+    """Every option of :class:`SASRec`, declared once; defaults follow the paper (2 blocks, d 64)."""
+
+    num_items: int  # catalogue size; embeddings hold one more row for padding
+    max_len: int = MAX_HISTORY  # positions (20 as TIGER's histories; the paper uses 50)
+    d_model: int = 64
+    n_head: int = 1
+    n_layers: int = 2
+    d_ff: int = 64  # the paper's point-wise feed-forward keeps the width
+    dropout: float = 0.2
+    loss: Literal["bce", "ce"] = "bce"
+
+    def __post_init__(self) -> None:
+        """Reject an unknown loss early, before any training."""
+        if self.loss not in ("bce", "ce"):
+            raise ValueError(f"loss must be 'bce' or 'ce', got {self.loss!r}")
+
+
+class SASRec(nn.Module):
+    """Causal Transformer encoder over item embeddings; scores items by dot product with them."""
+
+    def __init__(self, config: SASRecConfig, item_ids: Sequence[int] | Tensor) -> None:
+        """Build the layers; ``item_ids`` is the catalogue, in the order of the embedding rows."""
+        super().__init__()
+        ids = torch.as_tensor(item_ids).long().view(-1)
+        if len(ids) != config.num_items or len(set(ids.tolist())) != len(ids):
+            raise ValueError(f"need {config.num_items} distinct item ids, got {len(ids)}")
+        self.config = config
+        self.register_buffer("item_ids", ids)  # (N,) embedding row i + 1 -> item id
+        self._index = {item: i + 1 for i, item in enumerate(ids.tolist())}
+        c = config
+        self.item_emb = nn.Embedding(c.num_items + 1, c.d_model, padding_idx=PAD_INDEX)
+        self.pos_emb = nn.Embedding(c.max_len, c.d_model)
+        self.drop = nn.Dropout(c.dropout)
+        layer = nn.TransformerEncoderLayer(
+            c.d_model, c.n_head, c.d_ff, c.dropout, activation="relu", batch_first=True,
+            norm_first=True,
+        )  # fmt: skip
+        self.encoder = nn.TransformerEncoder(
+            layer, c.n_layers, nn.LayerNorm(c.d_model), enable_nested_tensor=False
+        )
+        # Small embeddings (nanoGPT's 0.02): unit-variance ones give huge initial dot products.
+        for emb in (self.item_emb, self.pos_emb):
+            nn.init.normal_(emb.weight, std=0.02)
+        self.item_emb.weight.data[PAD_INDEX].zero_()
+
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters live; inputs are built there."""
+        return self.item_emb.weight.device
+
+    def item_index(self, items: Sequence[int]) -> Tensor:
+        """Embedding rows (len(items),) of item ids, on the model's device."""
+        try:
+            rows = [self._index[int(i)] for i in items]
+        except KeyError as err:
+            raise KeyError(f"item {err.args[0]} is not in the SASRec catalogue") from None
+        return torch.tensor(rows, dtype=torch.long, device=self.device)
+
+    def encode_histories(self, histories: Sequence[Sequence[int]]) -> Tensor:
+        """Left-padded embedding rows (B, T) of the last ``max_len`` items, PAD_INDEX on the left."""
+        rows = [list(h)[-self.config.max_len :] for h in histories]
+        if any(len(r) == 0 for r in rows):
+            raise ValueError("every history needs at least one item")
+        width = max(len(r) for r in rows)
+        out = torch.full((len(rows), width), PAD_INDEX, dtype=torch.long, device=self.device)
+        for i, r in enumerate(rows):
+            out[i, width - len(r) :] = self.item_index(r)
+        return out
+
+    def forward(self, seq: Tensor) -> Tensor:
+        """Hidden state (B, T, C) of left-padded item rows (B, T); position t sees only <= t."""
+        T = seq.shape[1]
+        pos = torch.arange(self.config.max_len - T, self.config.max_len, device=seq.device)  # (T,)
+        x = self.item_emb(seq) * self.config.d_model**0.5 + self.pos_emb(pos)  # (B, T, C)
+        x = self.drop(x)
+        return self.encoder(x, mask=self.attention_mask(seq))  # (B, T, C)
+
+    def attention_mask(self, seq: Tensor) -> Tensor:
+        """Bool (B * n_head, T, T), True = blocked: the future and, except itself, every PAD.
+
+        A separate key-padding mask would leave the PAD positions on the left with no key at all
+        (NaN rows, which then leak through the values); letting them see themselves avoids it.
+        """
+        B, T = seq.shape
+        i = torch.arange(T, device=seq.device)
+        future = i[None, :] > i[:, None]  # (T, T) key j after query i
+        pad_key = (seq == PAD_INDEX)[:, None, :] & (i[None, :] != i[:, None])  # (B, T, T)
+        blocked = future[None] | pad_key  # (B, T, T)
+        return blocked.repeat_interleave(self.config.n_head, dim=0)  # (B * n_head, T, T)
+
+    def last_hidden(self, histories: Sequence[Sequence[int]]) -> Tensor:
+        """The newest position's hidden state (B, C): the user's representation."""
+        return self.forward(self.encode_histories(histories))[:, -1]  # (B, C)
+
+    def sample_negatives(self, positives: Tensor) -> Tensor:
+        """One uniform negative row per positive row (both 1..N), never equal to the positive."""
+        n = self.config.num_items
+        if n < 2:
+            raise ValueError("negative sampling needs at least two items")
+        r = torch.randint(1, n, positives.shape, device=positives.device)  # N - 1 choices
+        return r + (r >= positives).long()  # skip the positive: uniform over the other N - 1
+
+    def loss(self, batch: RetrievalSamples) -> Tensor:
+        """The configured loss (``"bce"`` or ``"ce"``) of each sample's target at the last position."""
+        h = self.last_hidden(batch.histories)  # (B, C)
+        pos = self.item_index(batch.targets)  # (B,)
+        if self.config.loss == "ce":
+            logits = h @ self.item_emb.weight[1:].T  # (B, N)
+            return F.cross_entropy(logits, pos - 1)
+        neg = self.sample_negatives(pos)  # (B,)
+        pos_logit = (h * self.item_emb(pos)).sum(-1)  # (B,)
+        neg_logit = (h * self.item_emb(neg)).sum(-1)  # (B,)
+        return (
+            F.binary_cross_entropy_with_logits(pos_logit, torch.ones_like(pos_logit))
+            + F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit))
+        ) / 2
+
+    @torch.no_grad()
+    def scores(self, histories: Sequence[Sequence[int]]) -> Tensor:
+        """Score of every catalogue item (B, N), columns in ``item_ids`` order."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self.last_hidden(histories) @ self.item_emb.weight[1:].T  # (B, N)
+        finally:
+            self.train(was_training)
+
+    @torch.no_grad()
+    def recommend(
+        self,
+        histories: Sequence[Sequence[int]],
+        k: int,
+        users: Sequence[int] | None = None,
+        exclude_history: bool = False,
+    ) -> Tensor:
+        """Top-k item ids (B, k), best first; ``exclude_history`` drops history items (drop_history).
+
+        ``users`` is accepted for a common interface with the seq2seq model and ignored.
+        """
+        scores = self.scores(histories)  # (B, N)
+        width = k + max(len(h) for h in histories) if exclude_history else k
+        width = min(width, self.config.num_items)
+        ranked = self.item_ids[scores.topk(width, dim=1).indices].cpu()  # (B, width)
+        if exclude_history:
+            ranked = drop_history(ranked, histories)
+        if ranked.shape[1] < k:  # a catalogue smaller than k: pad like most_popular
+            ranked = torch.cat([ranked, torch.full((len(ranked), k - ranked.shape[1]), -1)], 1)
+        return ranked[:, :k]

@@ -1,0 +1,222 @@
+"""TIGER's generative retrieval model: a Transformer encoder-decoder that writes the next item's ID.
+
+The encoder reads the history as flat item tokens (:meth:`ItemTokenizer.encode_history`), the
+decoder generates the next item's token tuple one token at a time. Training uses teacher forcing
+(decoder input ``BOS + target[:-1]``, cross-entropy on every target token); inference runs
+:func:`constrained_beam_search` over the item trie, so every recommended item exists.
+Histories are left-padded with PAD, and positions count back from the newest token, so the last
+item always sits at the same positions whatever the history length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from rqvae_lib.retrieval.sequences import MAX_HISTORY, RetrievalSamples
+from rqvae_lib.retrieval.tokens import BOS, PAD, ItemTokenizer
+from rqvae_lib.retrieval.trie import ItemTrie, constrained_beam_search
+
+
+@dataclass(frozen=True)
+class Seq2SeqConfig:
+    """Every option of :class:`TigerSeq2Seq`, declared once; defaults are TIGER's sizes."""
+
+    vocab_size: int  # ItemTokenizer.vocab_size: specials, every level's codes, user buckets
+    tokens_per_item: int  # semantic-ID levels + the collision suffix: the decoder's length
+    max_history: int = MAX_HISTORY  # items the encoder sees (older ones are cut)
+    use_user_token: bool = False  # one hashed user token before the items (TIGER)
+    d_model: int = 384  # 6 heads x 64
+    n_head: int = 6
+    n_encoder_layers: int = 4
+    n_decoder_layers: int = 4
+    d_ff: int = 1024
+    dropout: float = 0.1
+
+    @property
+    def max_source_len(self) -> int:
+        """Longest encoder input: the user token (if any) then ``max_history`` item tuples."""
+        return int(self.use_user_token) + self.max_history * self.tokens_per_item
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: ItemTokenizer, **overrides) -> Seq2SeqConfig:
+        """TIGER-sized config whose vocabulary and lengths match ``tokenizer``."""
+        return cls(
+            vocab_size=tokenizer.vocab_size,
+            tokens_per_item=tokenizer.tokens_per_item,
+            use_user_token=tokenizer.num_user_buckets > 0,
+            **overrides,
+        )
+
+    @classmethod
+    def tiny(cls, tokenizer: ItemTokenizer, **overrides) -> Seq2SeqConfig:
+        """A small preset for tests and CPU runs (d_model 64, 1 + 1 layers)."""
+        small = dict(d_model=64, n_head=4, n_encoder_layers=1, n_decoder_layers=1, d_ff=128)
+        return replace(cls.from_tokenizer(tokenizer), **{**small, **overrides})
+
+
+class EncodedHistory(NamedTuple):
+    """The encoder's output for a batch, ready for the decoder's cross-attention."""
+
+    memory: Tensor  # (B, S, C)
+    padding_mask: Tensor  # (B, S) bool, True at PAD
+
+
+class TigerSeq2Seq(nn.Module):
+    """Encoder-decoder on ``torch.nn.Transformer`` with shared token embeddings and learned positions."""
+
+    def __init__(self, config: Seq2SeqConfig, tokenizer: ItemTokenizer) -> None:
+        """Build the layers; ``tokenizer`` supplies the item tokens and the trie of real items."""
+        super().__init__()
+        if config.vocab_size < tokenizer.vocab_size or config.tokens_per_item != (
+            tokenizer.tokens_per_item
+        ):
+            raise ValueError(
+                f"config (vocab {config.vocab_size}, {config.tokens_per_item} tokens per item) does "
+                f"not fit the tokenizer (vocab {tokenizer.vocab_size}, {tokenizer.tokens_per_item})"
+            )
+        if config.use_user_token != (tokenizer.num_user_buckets > 0):
+            raise ValueError("config.use_user_token must match tokenizer.num_user_buckets > 0")
+        self.config = config
+        self.tokenizer = tokenizer
+        self.trie = ItemTrie.from_tokenizer(tokenizer)
+        c = config
+        self.token_emb = nn.Embedding(c.vocab_size, c.d_model, padding_idx=PAD)  # encoder + decoder
+        self.source_pos = nn.Embedding(c.max_source_len, c.d_model)
+        self.target_pos = nn.Embedding(c.tokens_per_item, c.d_model)
+        self.drop = nn.Dropout(c.dropout)
+
+        def layer(kind: type[nn.Module]) -> nn.Module:
+            return kind(
+                c.d_model, c.n_head, c.d_ff, c.dropout, activation="gelu", batch_first=True,
+                norm_first=True,
+            )  # fmt: skip
+
+        # The encoder is built here only to switch off the nested-tensor path (unused with
+        # norm_first, and it would warn); otherwise this is nn.Transformer's own encoder.
+        encoder = nn.TransformerEncoder(
+            layer(nn.TransformerEncoderLayer), c.n_encoder_layers, nn.LayerNorm(c.d_model),
+            enable_nested_tensor=False,
+        )  # fmt: skip
+        self.transformer = nn.Transformer(
+            c.d_model, c.n_head, c.n_encoder_layers, c.n_decoder_layers, c.d_ff, c.dropout,
+            activation="gelu", custom_encoder=encoder, batch_first=True, norm_first=True,
+        )  # fmt: skip
+        self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        for emb in (self.token_emb, self.source_pos, self.target_pos):  # nanoGPT's 0.02
+            nn.init.normal_(emb.weight, std=0.02)
+        self.token_emb.weight.data[PAD].zero_()
+
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters live; inputs are built there."""
+        return self.head.weight.device
+
+    def encode_histories(
+        self, histories: Sequence[Sequence[int]], users: Sequence[int] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Left-padded encoder tokens (B, S) and their padding mask (B, S), True at PAD."""
+        c = self.config
+        if c.use_user_token and users is None:
+            raise ValueError("this model reads a user token: pass users")
+        rows = [
+            self.tokenizer.encode_history(
+                list(h)[-c.max_history :], None if not c.use_user_token else users[i]
+            )
+            for i, h in enumerate(histories)
+        ]
+        if any(len(r) == 0 for r in rows):
+            raise ValueError("every history needs at least one item")
+        width = max(len(r) for r in rows)
+        tokens = torch.full((len(rows), width), PAD, dtype=torch.long)
+        for i, r in enumerate(rows):
+            tokens[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+        tokens = tokens.to(self.device)
+        return tokens, tokens == PAD
+
+    def encode(self, tokens: Tensor, padding_mask: Tensor) -> EncodedHistory:
+        """Run the encoder over left-padded history tokens."""
+        B, S = tokens.shape
+        end = self.config.max_source_len
+        pos = torch.arange(end - S, end, device=tokens.device)  # (S,) counted back from the end
+        x = self.drop(self.token_emb(tokens) + self.source_pos(pos))  # (B, S, C)
+        memory = self.transformer.encoder(x, src_key_padding_mask=padding_mask)  # (B, S, C)
+        return EncodedHistory(memory, padding_mask)
+
+    def decode(self, encoded: EncodedHistory, decoder_input: Tensor) -> Tensor:
+        """Next-token logits (B, T, V) for decoder input (B, T) that starts with BOS."""
+        T = decoder_input.shape[1]
+        pos = torch.arange(T, device=decoder_input.device)  # (T,)
+        y = self.drop(self.token_emb(decoder_input) + self.target_pos(pos))  # (B, T, C)
+        causal = nn.Transformer.generate_square_subsequent_mask(
+            T, device=y.device, dtype=torch.bool
+        )
+        h = self.transformer.decoder(
+            y,
+            encoded.memory,
+            tgt_mask=causal,
+            tgt_is_causal=True,
+            memory_key_padding_mask=encoded.padding_mask,
+        )  # (B, T, C)
+        return self.head(h)  # (B, T, V)
+
+    def forward(self, tokens: Tensor, padding_mask: Tensor, target: Tensor) -> Tensor:
+        """Teacher forcing: logits (B, D, V) for target tuples (B, D) given history tokens (B, S)."""
+        bos = torch.full_like(target[:, :1], BOS)  # (B, 1)
+        decoder_input = torch.cat([bos, target[:, :-1]], dim=1)  # (B, D)
+        return self.decode(self.encode(tokens, padding_mask), decoder_input)  # (B, D, V)
+
+    def loss(self, batch: RetrievalSamples) -> Tensor:
+        """Mean cross-entropy over every token of the target items (the training objective)."""
+        tokens, mask = self.encode_histories(batch.histories, batch.users)  # (B, S)
+        target = self.tokenizer.encode_items(batch.targets).to(self.device)  # (B, D)
+        logits = self.forward(tokens, mask, target)  # (B, D, V)
+        return F.cross_entropy(logits.flatten(0, 1), target.flatten())
+
+    def step_fn(self, encoded: EncodedHistory, beam_size: int) -> Callable[[Tensor], Tensor]:
+        """A ``constrained_beam_search`` step: prefix (B*beam, t) -> next-token log-probs (B*beam, V).
+
+        The encoder output is repeated ``beam_size`` times per row (``repeat_interleave``), so rows
+        ``b*beam .. (b+1)*beam - 1`` read batch row ``b``'s history, as the search expects.
+        """
+        repeated = EncodedHistory(
+            encoded.memory.repeat_interleave(beam_size, dim=0),  # (B*beam, S, C)
+            encoded.padding_mask.repeat_interleave(beam_size, dim=0),  # (B*beam, S)
+        )
+
+        def step(prefix: Tensor) -> Tensor:
+            bos = torch.full((prefix.shape[0], 1), BOS, dtype=torch.long, device=prefix.device)
+            logits = self.decode(repeated, torch.cat([bos, prefix], dim=1))  # (B*beam, t+1, V)
+            return logits[:, -1].float().log_softmax(dim=-1)  # (B*beam, V)
+
+        return step
+
+    @torch.no_grad()
+    def recommend(
+        self,
+        histories: Sequence[Sequence[int]],
+        k: int,
+        beam_size: int | None = None,
+        users: Sequence[int] | None = None,
+    ) -> Tensor:
+        """Top-k item ids (B, k) by trie-constrained beam search (beam defaults to k); -1 if short."""
+        beam_size = k if beam_size is None else beam_size
+        if beam_size < k:
+            raise ValueError(f"beam_size ({beam_size}) must be at least k ({k})")
+        was_training = self.training
+        self.eval()
+        try:
+            if self.trie.leaf_item.device != self.device:
+                self.trie.to(self.device)
+            encoded = self.encode(*self.encode_histories(histories, users))
+            out = constrained_beam_search(
+                self.step_fn(encoded, beam_size), len(histories), beam_size, self.trie
+            )
+        finally:
+            self.train(was_training)
+        return out.items[:, :k].cpu()  # (B, k)
