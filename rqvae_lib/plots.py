@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 import torch
@@ -434,4 +435,128 @@ def toy_losses(history: Mapping[str, Sequence[float]]) -> Figure:
     ax.set(xlabel="step", ylabel="loss", title="training the toy quantizer")
     ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+# --- notebook 04: codebook usage, one factor at a time -----------------------------------------
+def _history_frame(history: Sequence[dict]) -> tuple[pd.DataFrame, list[int]]:
+    df = pd.DataFrame(list(history))
+    levels = sorted(int(c[len("usage_l") :]) for c in df.columns if c.startswith("usage_l"))
+    return df, levels
+
+
+def _uniform_line(ax, value: float, text: str) -> None:
+    """A dotted grey line at ``value`` with its value written on the axis (readable anywhere)."""
+    ax.axhline(value, color="grey", ls=":", lw=1.2)
+    ax.annotate(
+        text,
+        xy=(1.0, value),
+        xycoords=("axes fraction", "data"),
+        xytext=(-4, 3),
+        textcoords="offset points",
+        ha="right",
+        va="bottom",
+        fontsize=8,
+        color="0.35",
+    )
+
+
+def sorted_code_counts(ids, num_embeddings: int, title: str = "") -> Figure:
+    """One panel per level: items per code, codes sorted from most to least used (linear axes).
+
+    Every panel has its own y tick labels; the dotted line is the uniform share
+    ``num_items / num_embeddings``, its value written beside it.
+    """
+    ids = np.asarray(torch.as_tensor(ids))
+    levels = ids.shape[1]
+    fig, axes = plt.subplots(1, levels, figsize=(4 * levels, 3.4), squeeze=False)
+    uniform = len(ids) / num_embeddings
+    for lv, ax in enumerate(axes[0]):
+        counts = np.sort(np.bincount(ids[:, lv], minlength=num_embeddings))[::-1]
+        used = int((counts > 0).sum())
+        ax.bar(np.arange(1, num_embeddings + 1), counts, width=1.0, color=LEVEL_COLORS[lv % 5])
+        ax.plot([], [], color=LEVEL_COLORS[lv % 5], lw=6, label=f"{used} of {num_embeddings} used")
+        _uniform_line(ax, uniform, f"uniform: {uniform:.0f} items per code")
+        ax.set(
+            xlabel="code rank (1 = most used)",
+            ylabel="items assigned to the code",
+            title=f"level {lv + 1}",
+            xlim=(0, num_embeddings + 1),
+            ylim=(0, counts.max() * 1.12),
+        )
+        ax.legend(fontsize=8, loc="upper right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def early_usage(history: Sequence[dict], num_embeddings: int, last_epoch: int = 20) -> Figure:
+    """One run's first ``last_epoch`` epochs, linear axes: codes used per level (left) and
+    perplexity per level (right), each with a line at ``num_embeddings``."""
+    df, levels = _history_frame(history)
+    df = df[df["epoch"] + 1 <= last_epoch]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.9))
+    for lv in levels:
+        color = LEVEL_COLORS[(lv - 1) % len(LEVEL_COLORS)]
+        x = df["epoch"] + 1
+        ax1.plot(
+            x, df[f"usage_l{lv}"] * num_embeddings, "o-", ms=3, color=color, label=f"level {lv}"
+        )
+        ax2.plot(x, df[f"perplexity_l{lv}"], "o-", ms=3, color=color, label=f"level {lv}")
+    _uniform_line(ax1, num_embeddings, f"all {num_embeddings} codes")
+    _uniform_line(ax2, num_embeddings, f"{num_embeddings}: every code equally used")
+    ax1.set(xlabel="epoch", ylabel="codes used (of 256)", title="codes used, first epochs")
+    ax2.set(xlabel="epoch", ylabel="perplexity (effective codes)", title="perplexity, first epochs")
+    for ax in (ax1, ax2):
+        ax.set(xlim=(0.5, last_epoch + 0.5), ylim=(0, num_embeddings * 1.1))
+        ax.set_xticks(range(1, last_epoch + 1, 2 if last_epoch > 10 else 1))
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"the default model's first {last_epoch} epochs")
+    fig.tight_layout()
+    return fig
+
+
+def runs_by_level(
+    runs: Mapping[str, Sequence[dict]], num_embeddings: int, title: str = ""
+) -> Figure:
+    """Several training runs compared level by level, linear axes, epoch 1 onwards.
+
+    Top row: codes used per level; bottom row: perplexity per level; one curve per run, a line
+    at ``num_embeddings`` in every panel. Epochs are on a log scale so that the first epochs stay
+    visible; the y axes are linear. The legend sits below the panels, off the data.
+    """
+    frames = {name: _history_frame(h) for name, h in runs.items()}
+    levels = next(iter(frames.values()))[1]
+    last = max(int(df["epoch"].max()) + 1 for df, _ in frames.values())
+    fig, axes = plt.subplots(2, len(levels), figsize=(4.2 * len(levels), 6.4), squeeze=False)
+    styles = ("-", "--", "-.", ":", (0, (5, 1)), (0, (1, 1)))
+    for i, (name, (df, _)) in enumerate(frames.items()):
+        x = df["epoch"] + 1
+        for j, lv in enumerate(levels):
+            kw = {"color": plt.cm.tab10(i % 10), "ls": styles[i % len(styles)], "lw": 1.6}
+            axes[0, j].plot(x, df[f"usage_l{lv}"] * num_embeddings, label=name, **kw)
+            axes[1, j].plot(x, df[f"perplexity_l{lv}"], label=name, **kw)
+    for j, lv in enumerate(levels):
+        top, bottom = axes[0, j], axes[1, j]
+        _uniform_line(top, num_embeddings, f"all {num_embeddings}")
+        _uniform_line(bottom, num_embeddings, f"{num_embeddings} = uniform")
+        top.set(ylabel="codes used (of 256)", title=f"level {lv}: codes used")
+        bottom.set(ylabel="perplexity (effective codes)", title=f"level {lv}: perplexity")
+        for ax in (top, bottom):
+            # log-scaled epochs: the first few epochs, where codes die or come back, stay visible
+            ax.set_xscale("log")
+            ax.set_xticks([t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500) if t <= last])
+            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.set(
+                xlabel="epoch (log scale)",
+                ylim=(0, num_embeddings * 1.12),
+                xlim=(0.9, last * 1.08),
+            )
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.045 * ((len(labels) + 3) // 4) + 0.02, 1, 1))
     return fig
