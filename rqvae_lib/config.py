@@ -35,6 +35,25 @@ def figures_dir() -> Path:
     return path
 
 
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` as notebooks print it: relative to the repository, never this machine's layout.
+
+    Inside the repository: the relative path. Elsewhere: the environment variable that set it
+    (``$RQVAE_DATA_ROOT``, ...) or, failing that, only its last part.
+    """
+    path = Path(path).expanduser().resolve()
+    try:
+        return path.relative_to(REPO_ROOT).as_posix() or "."
+    except ValueError:
+        pass
+    for var in ("RQVAE_DATA_ROOT", "RQVAE_ARTIFACTS", "RQVAE_FIGURES"):
+        value = os.environ.get(var)
+        if value and Path(value).expanduser().resolve() in (path, *path.parents):
+            rest = path.relative_to(Path(value).expanduser().resolve()).as_posix()
+            return f"${var}" + ("" if rest == "." else f"/{rest}")
+    return f".../{path.name}"
+
+
 def fast_mode() -> bool:
     """True when ``RQVAE_FAST=1`` or ``CI`` is set: shrink epochs and sample sizes, skip nothing."""
     flag = os.environ.get("RQVAE_FAST")

@@ -74,7 +74,7 @@ def deduplicate(quantizer: ResidualQuantizer, z: Tensor, ids: Tensor) -> Tensor:
             _, prefix = torch.unique(ids[:, :-1], dim=0, return_inverse=True)
         for p in torch.unique(prefix[counts[full] > 1]).tolist():
             rows = (prefix == p).nonzero().squeeze(1)
-            cost = last.distances(residual[rows].double().to(last.codebook.dtype)).double()
+            cost = last.distances(residual[rows].to(last.codebook.dtype)).double()
             cost = cost.cpu().numpy()
             r, c = linear_sum_assignment(cost[: min(len(rows), k)])
             ids[rows[torch.as_tensor(r, device=rows.device)], -1] = torch.as_tensor(

@@ -67,3 +67,14 @@ def test_rq_kmeans_reduces_error_level_by_level():
     ids, _ = rq_kmeans(cat.features, num_levels=1, num_embeddings=8)
     for code in ids[:, 0].unique():
         assert len(set(cat.labels[(ids[:, 0] == code).numpy(), 0])) == 1
+
+
+def test_display_path_never_shows_this_machines_layout(tmp_path, monkeypatch) -> None:
+    from rqvae_lib.config import REPO_ROOT, display_path
+
+    assert display_path(REPO_ROOT / "artifacts" / "rqvae-beauty") == "artifacts/rqvae-beauty"
+    monkeypatch.setenv("RQVAE_DATA_ROOT", str(tmp_path))
+    assert display_path(tmp_path) == "$RQVAE_DATA_ROOT"
+    assert display_path(tmp_path / "beauty") == "$RQVAE_DATA_ROOT/beauty"
+    monkeypatch.delenv("RQVAE_DATA_ROOT")
+    assert display_path(tmp_path / "beauty") == ".../beauty"

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import pytorch_lightning as pl
 import torch
+from helpers import snapshot
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import rqvae_lib
@@ -85,16 +86,6 @@ def features() -> torch.Tensor:
 
 def loader(x: torch.Tensor, batch_size: int = 64) -> DataLoader:
     return DataLoader(Features(x), batch_size=batch_size)
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Every file and folder under ``root`` with a hash of its content."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        if p.is_file()
-        else "dir"
-        for p in sorted(root.rglob("*"))
-    }
 
 
 # --- 1. save_pretrained: no silent overwrite, no half-written folder ---------------------------

@@ -4,7 +4,6 @@ names the file and writes nothing."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from helpers import snapshot
 
 from rqvae_lib import RqVae
 from rqvae_lib.cli import lightning_cli, load_model, main, predict_main
@@ -76,16 +76,6 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path: Path, monkeypatch)
 
 
 # --- bad checkpoints: a clear error naming the file, and nothing written ----------------------
-def snapshot(root: Path) -> dict[str, str]:
-    """Every file and folder under ``root`` with a hash of its content."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        if p.is_file()
-        else "dir"
-        for p in sorted(root.rglob("*"))
-    }
-
-
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 1-epoch run of the synthetic config: its folder (with artifacts/...)."""
