@@ -22,12 +22,13 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from rqvae_lib.config import TIGER_CONFIG  # noqa: E402
+from rqvae_lib.config import TUTORIAL_CONFIG  # noqa: E402
 from rqvae_lib.modules import Decoder, Encoder  # noqa: E402
 
-#: The TIGER shape the notebooks use: 384 -> 512-256-128 -> 32, 3 levels x 256 codes.
+#: TIGER's RQ-VAE shape as the notebooks use it (TUTORIAL_CONFIG's shape keys): 384 -> 512-256-128
+#: -> 32, 3 levels x 256 codes.
 SHAPE_KEYS = ("hidden_dim", "latent_dim", "num_embeddings", "num_levels")
-TIGER_SHAPE = {k: TIGER_CONFIG[k] for k in SHAPE_KEYS}
+TIGER_SHAPE = {k: TUTORIAL_CONFIG[k] for k in SHAPE_KEYS}
 
 
 def setup_env() -> None:

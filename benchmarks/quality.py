@@ -37,7 +37,7 @@ from common import (  # noqa: E402
 
 from rqvae_lib import RqVae, codebook_stats, deduplicate, seed_everything  # noqa: E402
 from rqvae_lib.baselines import rq_kmeans  # noqa: E402
-from rqvae_lib.config import TIGER_CONFIG  # noqa: E402
+from rqvae_lib.config import TUTORIAL_CONFIG  # noqa: E402
 from rqvae_lib.data import FeatureDataset, make_synthetic_catalog  # noqa: E402
 
 METHODS = ("rqvae", "residualvq", "rq-kmeans", "plain-st")
@@ -92,7 +92,7 @@ def run_rqvae(
 ) -> list[dict]:
     """Train RqVae; rows for its nearest-code IDs and for the deduplicated (balanced) last level."""
     seed_everything(args.seed)
-    config = {**TIGER_CONFIG, "input_dim": x.shape[1], "seed": args.seed, **options}
+    config = {**TUTORIAL_CONFIG, "input_dim": x.shape[1], "seed": args.seed, **options}
     model = RqVae(**config)
     with timer() as t:
         trainer(args.epochs, "cpu").fit(model, loader(x, args.batch_size, shuffle=True))
@@ -163,7 +163,7 @@ def run_dataset(split: str, x: Tensor, cats: list[str], args: argparse.Namespace
     else:
         for method in args.methods:
             if method == "rqvae":
-                rows += run_rqvae(x, cats, args, "RqVae (TIGER config)", **fixed)
+                rows += run_rqvae(x, cats, args, "RqVae (tutorial config)", **fixed)
             elif method == "residualvq":
                 rows += run_residualvq(x, cats, args)
             elif method == "rq-kmeans":
@@ -224,7 +224,9 @@ def plot_nmi(rows: list[dict], path: str) -> None:
             if r in peers or "dedup" in r["method"]:  # dedup leaves level 1 and NMI unchanged
                 continue
             ax.scatter(r["_ppl_min"], r["_nmi"], c="C0")
-            label = r["method"].replace("RqVae ", "").replace("(TIGER config)", "TIGER config")
+            label = (
+                r["method"].replace("RqVae ", "").replace("(tutorial config)", "tutorial config")
+            )
             ax.annotate(label, (r["_ppl_min"], r["_nmi"]), fontsize=6)
         for i, r in enumerate(peers):
             ax.axhline(

@@ -3,7 +3,7 @@
     python benchmarks/speed.py            # device auto (CUDA if available, else CPU)
     python benchmarks/speed.py --fit-epochs 100 --compare-with 65d2517   # + notebook 03's fit
 
-``--fit-epochs N`` also times notebook 03's whole training on Beauty (TIGER config, batch 1024,
+``--fit-epochs N`` also times notebook 03's whole training on Beauty (tutorial config, batch 1024,
 N epochs, usage callback every epoch) through the library, against a lean plain-PyTorch loop
 that does the same arithmetic (the same MLPs, a 3 x 256 residual argmin quantizer with the
 straight-through estimator, Adam with the cosine schedule, one inference pass over the
@@ -46,7 +46,7 @@ from common import (  # noqa: E402
 )
 
 from rqvae_lib import RqVae, batch_inference, codebook_maintenance  # noqa: E402
-from rqvae_lib.config import TIGER_CONFIG, resolve_device  # noqa: E402
+from rqvae_lib.config import TUTORIAL_CONFIG, resolve_device  # noqa: E402
 
 DIM = 384
 REPEATS = 3  # every timing is the best of 3, which is robust to other load on a shared machine
@@ -213,7 +213,7 @@ def fit_lean(features: Tensor, epochs: int, device_name: str, threads: int) -> d
     torch.set_num_threads(threads)
     device = torch.device(device_name)
     torch.manual_seed(42)
-    c = TIGER_CONFIG
+    c = TUTORIAL_CONFIG
     x = features.to(device)
     train = x[torch.as_tensor(split_indices(len(x), "train", 42), device=device)]
     enc = Encoder(x.shape[1], c["hidden_dim"], c["latent_dim"]).to(device)
@@ -294,7 +294,7 @@ def fit_table(epochs: int, device_name: str, threads: int, compare_with: str | N
         for name, r in rows
     ]
     return (
-        f"Notebook 03's training on Beauty ({epochs} epochs, batch 1024, TIGER config, usage "
+        f"Notebook 03's training on Beauty ({epochs} epochs, batch 1024, tutorial config, usage "
         f"pass every epoch), {threads} threads:\n\n{markdown_table(table, list(table[0]))}\n"
     )
 

@@ -6,6 +6,10 @@ NumPy arrays or pandas DataFrames, so notebooks only print and plot.
 
 from __future__ import annotations
 
+import contextlib
+import re
+import sys
+import time
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -51,53 +55,86 @@ def prefix_tree_summary(ids: Tensor | np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("depth")
 
 
-def _loo_majority_accuracy(keys: np.ndarray, labels: np.ndarray, fallback: int) -> float:
-    """Predict each item's label by the majority among the *other* items with the same key."""
-    num_labels = labels.max() + 1
-    counts = np.zeros((keys.max() + 1, num_labels), dtype=np.int64)
+def _loo_majority_accuracy(keys: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Leave-one-out majority vote within groups: ``(accuracy, share of items scored)``.
+
+    An item is scored only if at least one *other* item has its key; its prediction is the most
+    common label among those others (ties go to the commoner label overall). Items alone under
+    their key are left out rather than given a fallback guess, so the accuracy measures what the
+    groups carry, not how many items happen to be alone.
+    """
+    num_labels = int(labels.max()) + 1
+    counts = np.zeros((int(keys.max()) + 1, num_labels), dtype=np.int64)
     np.add.at(counts, (keys, labels), 1)
     prior = np.bincount(labels, minlength=num_labels) * 1e-9  # ties go to the commoner label
-    correct = 0
-    for key, label in {(k, lab) for k, lab in zip(keys.tolist(), labels.tolist(), strict=True)}:
-        others = counts[key].copy()
-        others[label] -= 1
-        pred = int(np.argmax(others + prior)) if others.sum() else fallback
-        correct += counts[key, label] * (pred == label)
-    return correct / len(labels)
+    pairs, weight = np.unique(np.stack([keys, labels], 1), axis=0, return_counts=True)
+    others = counts[pairs[:, 0]].copy()  # (num_pairs, num_labels): the group's label counts
+    others[np.arange(len(pairs)), pairs[:, 1]] -= 1  # ... without the item itself
+    scored = others.sum(1) > 0
+    correct = np.argmax(others + prior, axis=1) == pairs[:, 1]
+    num_scored = int(weight[scored].sum())
+    if num_scored == 0:
+        return float("nan"), 0.0
+    return float(weight[scored & correct].sum() / num_scored), num_scored / len(labels)
 
 
 def category_prediction(
     ids: Tensor | np.ndarray, labels: Sequence, seed: int = 0, repeats: int = 3
 ) -> pd.DataFrame:
-    """How well the ID prefix at each depth predicts a label, against random IDs.
+    """How well the ID prefix at each depth predicts a label, against random IDs and a guess.
 
-    An item's prediction is the most common label among the other items that share its prefix
-    (leave-one-out; the overall majority label when it is alone). The random baseline shuffles
-    the IDs over items (same prefix-tree sizes, no meaning), averaged over ``repeats`` draws.
+    An item's prediction is the most common label among the *other* items that share its prefix
+    (leave-one-out). Items alone under their prefix have nothing to vote with and are not scored:
+    ``items_scored`` is the share of items that are. Two baselines: ``random_ids`` shuffles the
+    IDs over the items (the same prefix-tree sizes, hence the same items scored, and no meaning),
+    averaged over ``repeats`` draws; ``majority_label`` always guesses the overall commonest
+    label, scored on the same items as ``accuracy``.
     """
     ids = _ids(ids)
-    codes, uniques = pd.factorize(pd.Series(list(labels)), sort=True)
+    codes, _ = pd.factorize(pd.Series(list(labels)), sort=True)
     majority = int(np.bincount(codes).argmax())
     rng = np.random.default_rng(seed)
     shuffles = [rng.permutation(len(codes)) for _ in range(repeats)]
     rows = []
     for depth in range(1, ids.shape[1] + 1):
         keys = prefix_keys(ids, depth)
+        accuracy, scored = _loo_majority_accuracy(keys, codes)
+        in_group = np.bincount(keys)[keys] >= 2
         rows.append(
             {
                 "depth": depth,
-                "accuracy": _loo_majority_accuracy(keys, codes, majority),
+                "items_scored": scored,
+                "accuracy": accuracy,
                 "random_ids": float(
-                    np.mean([_loo_majority_accuracy(keys[p], codes, majority) for p in shuffles])
+                    np.mean([_loo_majority_accuracy(keys[p], codes)[0] for p in shuffles])
                 ),
-                "majority_label": float(np.mean(codes == majority)),
+                "majority_label": float(np.mean(codes[in_group] == majority))
+                if in_group.any()
+                else float("nan"),
             }
         )
     return pd.DataFrame(rows).set_index("depth")
 
 
-def copurchase_pairs(sequences: dict[int, list[int]] | Iterable[list[int]]) -> np.ndarray:
-    """Consecutive pairs ``(a, b)``, ``a != b``, from users' item sequences: (num_pairs, 2)."""
+def label_spread(ids: Tensor | np.ndarray, labels: Sequence, depth: int = 1) -> pd.DataFrame:
+    """Per label: its items, over how many distinct ID prefixes of ``depth`` they spread, and the
+    share of them under the label's most common prefix; largest labels first."""
+    keys = prefix_keys(ids, depth)
+    df = pd.DataFrame({"label": list(labels), "prefix": keys})
+    out = df.groupby("label")["prefix"].agg(
+        items="size",
+        prefixes="nunique",
+        top_prefix_share=lambda s: s.value_counts().iloc[0] / len(s),
+    )
+    return out.sort_values(["items", "prefixes"], ascending=[False, True])
+
+
+def consecutive_pairs(sequences: dict[int, list[int]] | Iterable[list[int]]) -> np.ndarray:
+    """Consecutive pairs ``(a, b)``, ``a != b``, from users' item sequences: (num_pairs, 2).
+
+    On Amazon review data a sequence is one user's reviews in time order, so a pair is two items
+    the same user reviewed one after the other (not necessarily bought together).
+    """
     seqs = sequences.values() if isinstance(sequences, dict) else sequences
     pairs = [(a, b) for s in seqs for a, b in zip(s[:-1], s[1:], strict=True) if a != b]
     return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
@@ -110,14 +147,15 @@ def shared_prefix_length(ids: Tensor | np.ndarray, a: np.ndarray, b: np.ndarray)
     return np.cumprod(same, axis=1).sum(axis=1)
 
 
-def copurchase_sharing(
+def pair_prefix_sharing(
     ids: Tensor | np.ndarray, item_ids: Sequence[int], pairs: np.ndarray, seed: int = 0
 ) -> pd.DataFrame:
-    """Fraction of co-purchased pairs sharing the ID prefix at each depth, against random pairs.
+    """Fraction of item pairs sharing the ID prefix at each depth, against random pairs.
 
-    ``item_ids[row]`` is the P5 id of row ``row`` of ``ids``; ``pairs`` holds P5 ids. Random
-    pairs keep each pair's first item and draw a different second one from all pair items
-    (same popularity).
+    ``item_ids[row]`` is the P5 id of row ``row`` of ``ids``; ``pairs`` holds P5 ids (e.g. from
+    :func:`consecutive_pairs`). Random pairs keep each pair's first item and draw a different
+    second one from all pair items (same popularity). Columns: ``pairs``, ``random_pairs`` and
+    ``lift`` (their ratio; NaN where no random pair shares the prefix).
     """
     ids = _ids(ids)
     row_of = {int(item): row for row, item in enumerate(item_ids)}
@@ -130,13 +168,13 @@ def copurchase_sharing(
     out = [
         {
             "depth": d,
-            "co_purchased": float(np.mean(real >= d)),
+            "pairs": float(np.mean(real >= d)),
             "random_pairs": float(np.mean(rand >= d)),
         }
         for d in range(1, ids.shape[1] + 1)
     ]
     df = pd.DataFrame(out).set_index("depth")
-    df["lift"] = df["co_purchased"] / df["random_pairs"].replace(0.0, np.nan)  # NaN: no random pair
+    df["lift"] = df["pairs"] / df["random_pairs"].replace(0.0, np.nan)  # NaN: no random pair
     return df
 
 
@@ -284,3 +322,80 @@ def history_table(
     for lv in levels:
         out[f"perplexity L{lv}"] = df[f"perplexity_l{lv}"].round(1)
     return out
+
+
+def full_usage_epochs(history: Sequence[dict]) -> pd.DataFrame:
+    """Per level of a usage history: the first epoch (1-based) with every code used, and the
+    epoch from which every code stays used to the end of the history (NaN where never/not)."""
+    df = pd.DataFrame(list(history))
+    epochs = df["epoch"].to_numpy() + 1
+    levels = sorted(int(c[len("usage_l") :]) for c in df.columns if c.startswith("usage_l"))
+    rows = []
+    for lv in levels:
+        full = df[f"usage_l{lv}"].to_numpy() >= 1.0
+        first = epochs[full][0] if full.any() else np.nan
+        not_full = np.flatnonzero(~full)
+        if not full[-1]:
+            since = np.nan
+        else:
+            since = epochs[not_full[-1] + 1] if len(not_full) else epochs[0]
+        rows.append({"level": lv, "first_epoch_all_used": first, "all_used_from_epoch": since})
+    return pd.DataFrame(rows).set_index("level")
+
+
+class _TsneProgress:
+    """A stdout stand-in for t-SNE's verbose log: one short line every ``every`` iterations."""
+
+    ITERATION = re.compile(r"Iteration (\d+): error = ([\d.eE+-]+)")
+
+    def __init__(self, every: int, out) -> None:
+        self.every, self.out, self.start, self.buffer = every, out, time.perf_counter(), ""
+
+    def write(self, text: str) -> int:
+        self.buffer += text
+        *lines, self.buffer = self.buffer.split("\n")
+        for line in lines:
+            match = self.ITERATION.search(line)
+            if match and int(match.group(1)) % self.every == 0:
+                elapsed = time.perf_counter() - self.start
+                print(
+                    f"t-SNE iteration {match.group(1)}: KL divergence {float(match.group(2)):.2f}"
+                    f" ({elapsed:.0f} s)",
+                    file=self.out,
+                    flush=True,
+                )
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+def tsne_2d(
+    features: Tensor | np.ndarray,
+    seed: int = 0,
+    pca_dims: int = 50,
+    perplexity: float = 30.0,
+    report_every: int = 100,
+) -> np.ndarray:
+    """2-D t-SNE of ``features`` after PCA to ``pca_dims``: ``(num_items, 2)``.
+
+    t-SNE on a few thousand items takes tens of seconds on a laptop CPU, so it prints one line
+    every ``report_every`` iterations (0: silent). Seeded: the same input gives the same map.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    x = torch.as_tensor(features, dtype=torch.float32).numpy()
+    dims = min(pca_dims, x.shape[0], x.shape[1])
+    reduced = PCA(n_components=dims, random_state=seed).fit_transform(x)
+    tsne = TSNE(
+        n_components=2,
+        init="pca",
+        perplexity=perplexity,
+        random_state=seed,
+        verbose=2 if report_every else 0,
+    )
+    if not report_every:
+        return tsne.fit_transform(reduced)
+    with contextlib.redirect_stdout(_TsneProgress(report_every, sys.stdout)):
+        return tsne.fit_transform(reduced)

@@ -26,12 +26,6 @@ def save_figure(fig: Figure, name: str, dpi: int = 110) -> Path:
     return atomic_write(path, lambda tmp: fig.savefig(tmp, **save)) or path
 
 
-def _as_models(ids_or_dict) -> dict[str, np.ndarray]:
-    if isinstance(ids_or_dict, Mapping):
-        return {k: np.asarray(torch.as_tensor(v)) for k, v in ids_or_dict.items()}
-    return {"": np.asarray(torch.as_tensor(ids_or_dict))}
-
-
 def loss_curves(metrics_csv: str | os.PathLike | pd.DataFrame) -> Figure:
     """Loss per epoch from a CSVLogger ``metrics.csv``: totals left, components (log) right."""
     df = metrics_csv if isinstance(metrics_csv, pd.DataFrame) else pd.read_csv(metrics_csv)
@@ -45,69 +39,74 @@ def loss_curves(metrics_csv: str | os.PathLike | pd.DataFrame) -> Figure:
         if key in df:
             ax2.plot(df.index + 1, df[key], label=key)
     ax2.set_yscale("log")
-    for ax, title in ((ax1, "total loss"), (ax2, "loss components")):
-        ax.set(xlabel="epoch", ylabel="loss", title=title)
+    ax1.set(xlabel="epoch", ylabel="loss (weighted sum of the terms)", title="total loss")
+    ax2.set(
+        xlabel="epoch",
+        ylabel="loss (mean squared error, log scale)",
+        title="loss terms (reconstruction before recon_weight)",
+    )
+    for ax in (ax1, ax2):
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def code_frequencies(ids, num_embeddings: int) -> Figure:
-    """One panel per level: code counts sorted from most to least used (dead codes at zero).
-
-    ``ids`` is a ``(num_items, num_levels)`` tensor or a dict ``{model name: ids}`` to overlay.
-    """
-    models = _as_models(ids)
-    levels = next(iter(models.values())).shape[1]
-    fig, axes = plt.subplots(1, levels, figsize=(4 * levels, 3.4), sharey=True, squeeze=False)
-    for lv, ax in enumerate(axes[0]):
-        for name, m in models.items():
-            counts = np.sort(np.bincount(m[:, lv], minlength=num_embeddings))[::-1]
-            used = int((counts > 0).sum())
-            ax.plot(np.arange(1, num_embeddings + 1), counts, label=f"{name} ({used} used)".strip())
-        ax.axhline(len(m) / num_embeddings, color="grey", ls=":", lw=1, label="uniform")
-        ax.set_yscale("symlog", linthresh=1)
-        ax.set(
-            xlabel="code rank (most used first)",
-            ylabel="items assigned to the code",
-            title=f"level {lv + 1}",
-        )
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+def _log_epoch_axis(ax, last: int) -> None:
+    """Epochs on a log scale with plain tick labels, so the first epochs stay visible."""
+    ax.set_xscale("log")
+    ax.set_xticks([t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if t <= last])
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set(xlabel="epoch (log scale)", xlim=(0.9, last * 1.08))
 
 
-def usage_over_epochs(history: Sequence[dict] | Mapping[str, Sequence[dict]]) -> Figure:
-    """Per-level codebook usage (left) and perplexity (right) over training epochs.
+def usage_over_epochs(
+    history: Sequence[dict] | Mapping[str, Sequence[dict]],
+    num_embeddings: int,
+    title: str = "codebook usage during training",
+) -> Figure:
+    """Per-level codes used (left) and perplexity (right) over training epochs, linear y axes.
 
     ``history`` is the usage callback's list, or a dict ``{model name: history}`` to compare.
+    Both panels have a line at ``num_embeddings`` (every code used; perplexity of a uniform
+    level); epochs are on a log scale so that the first few stay visible.
     """
     runs = history if isinstance(history, Mapping) else {"": history}
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.9))
     styles = ("-", "--", ":", "-.")
+    last = 1
     for (name, hist), ls in zip(runs.items(), styles, strict=False):
-        df = pd.DataFrame(list(hist))
-        levels = sorted(int(c[len("usage_l") :]) for c in df.columns if c.startswith("usage_l"))
+        df, levels = _history_frame(hist)
+        last = max(last, int(df["epoch"].max()) + 1)
         for lv in levels:
-            label = f"{name} L{lv}".strip()
+            label = f"{name} level {lv}".strip()
             color = LEVEL_COLORS[(lv - 1) % len(LEVEL_COLORS)]
-            ax1.plot(df["epoch"] + 1, df[f"usage_l{lv}"], ls=ls, color=color, label=label)
-            ax2.plot(df["epoch"] + 1, df[f"perplexity_l{lv}"], ls=ls, color=color, label=label)
-    ax1.set(xlabel="epoch", ylabel="fraction of codes used", ylim=(0, 1.05), title="codebook usage")
-    ax2.set(xlabel="epoch", ylabel="perplexity (effective codes)", title="perplexity")
-    ax2.set_yscale("log")
+            x = df["epoch"] + 1
+            ax1.plot(x, df[f"usage_l{lv}"] * num_embeddings, ls=ls, color=color, label=label)
+            ax2.plot(x, df[f"perplexity_l{lv}"], ls=ls, color=color, label=label)
+    _uniform_line(ax1, num_embeddings, f"all {num_embeddings} codes")
+    _uniform_line(ax2, num_embeddings, f"{num_embeddings}: every code equally used")
+    ax1.set(ylabel=f"codes used (of {num_embeddings})", title="codes used per level")
+    ax2.set(ylabel="perplexity (effective number of codes)", title="perplexity per level")
     for ax in (ax1, ax2):
-        ax.legend(fontsize=8, ncol=2)
+        _log_epoch_axis(ax, last)
+        ax.set_ylim(0, num_embeddings * 1.12)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def category_bar(categories: Sequence[str], top: int = 15) -> Figure:
-    """Horizontal bar chart of the ``top`` most common categories."""
+def category_bar(categories: Sequence[str], top: int = 15, what: str = "categories") -> Figure:
+    """Horizontal bar chart of the ``top`` most common labels; ``what`` names them (title, axis)."""
     counts = pd.Series(list(categories)).value_counts().head(top)[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(counts) + 1.2))
     ax.barh(counts.index, counts.values, color="tab:blue")
-    ax.set(xlabel="items", ylabel="category", title=f"top {len(counts)} categories")
+    ax.set(
+        xlabel="items (count)",
+        ylabel=what,
+        title=f"the {len(counts)} largest {what}, by number of items",
+    )
     fig.tight_layout()
     return fig
 
@@ -118,7 +117,7 @@ def text_length_hist(texts: Sequence[str], bins: int = 50) -> Figure:
     fig, ax = plt.subplots(figsize=(7, 3.4))
     ax.hist(words, bins=bins, color="tab:blue")
     ax.axvline(np.median(words), color="k", ls="--", label=f"median {np.median(words):.0f} words")
-    ax.set(xlabel="words per item text", ylabel="items", title="item text length")
+    ax.set(xlabel="words per item text", ylabel="items (count)", title="item text length")
     ax.legend()
     fig.tight_layout()
     return fig
@@ -127,18 +126,25 @@ def text_length_hist(texts: Sequence[str], bins: int = 50) -> Figure:
 def projection_scatter(
     xy: np.ndarray, labels: Sequence[str], top: int = 8, method: str = "t-SNE"
 ) -> Figure:
-    """2-D projection of embeddings, coloured by label (the ``top`` commonest; rest grey)."""
+    """2-D projection of embeddings, coloured by label (the ``top`` commonest; rest grey).
+
+    The legend sits outside the axes, so it hides no point.
+    """
     labels = pd.Series(list(labels))
     keep = labels.value_counts().index[:top]
-    fig, ax = plt.subplots(figsize=(7.5, 6))
+    fig, ax = plt.subplots(figsize=(9, 6))
     other = ~labels.isin(keep).to_numpy()
     if other.any():
         ax.scatter(xy[other, 0], xy[other, 1], s=4, c="lightgrey", label="other")
     for i, name in enumerate(keep):
         m = (labels == name).to_numpy()
         ax.scatter(xy[m, 0], xy[m, 1], s=4, color=plt.cm.tab10(i % 10), label=name)
-    ax.set(xlabel=f"{method} 1", ylabel=f"{method} 2", title=f"{method} of item embeddings")
-    ax.legend(markerscale=3, fontsize=8, loc="best")
+    ax.set(
+        xlabel=f"{method} 1 (no units)",
+        ylabel=f"{method} 2 (no units)",
+        title=f"{method} of item embeddings",
+    )
+    ax.legend(markerscale=3, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 
@@ -153,7 +159,9 @@ def prefix_tree_sizes(sizes: Mapping[int, np.ndarray]) -> Figure:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set(
-        xlabel="items sharing the prefix", ylabel="number of prefixes", title="prefix-tree sizes"
+        xlabel="items sharing the prefix (log scale)",
+        ylabel="number of prefixes (log scale)",
+        title="prefix-tree sizes: items per prefix, by depth",
     )
     ax.legend()
     fig.tight_layout()
@@ -161,44 +169,86 @@ def prefix_tree_sizes(sizes: Mapping[int, np.ndarray]) -> Figure:
 
 
 def category_by_depth(results: pd.DataFrame | Mapping[str, pd.DataFrame]) -> Figure:
-    """Category prediction accuracy from the ID prefix at each depth, against random IDs.
+    """Category prediction accuracy from the ID prefix at each depth, with its two baselines.
 
-    ``results`` is :func:`rqvae_lib.analysis.category_prediction`'s table, or a dict of them.
+    ``results`` is :func:`rqvae_lib.analysis.category_prediction`'s table, or a dict of them
+    (one colour each): the semantic ID (solid), random IDs with the same tree (dashed) and
+    always guessing the commonest label (dotted). The x tick labels give the share of items
+    scored at each depth (items alone under their prefix are not).
     """
     runs = results if isinstance(results, Mapping) else {"category": results}
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = plt.subplots(figsize=(9.5, 4.2))
     for i, (name, df) in enumerate(runs.items()):
         color = plt.cm.tab10(i)
         ax.plot(df.index, df["accuracy"], "o-", color=color, label=f"{name}: semantic ID prefix")
         ax.plot(
             df.index, df["random_ids"], "s--", color=color, alpha=0.6, label=f"{name}: random IDs"
         )
+        ax.plot(
+            df.index,
+            df["majority_label"],
+            ":",
+            color=color,
+            lw=2,
+            alpha=0.8,
+            label=f"{name}: always the commonest label",
+        )
+    first = next(iter(runs.values()))
+    ax.set_xticks(
+        list(first.index),
+        [f"{d}\n({share:.0%} of items scored)" for d, share in first["items_scored"].items()],
+    )
     ax.set(
         xlabel="prefix depth (levels of the ID)",
-        ylabel="accuracy",
+        ylabel="accuracy (share of scored items)",
         ylim=(0, 1.02),
-        title="predicting the category from the ID prefix",
+        title="an item's category, voted by the other items under its ID prefix",
     )
-    ax.set_xticks(list(next(iter(runs.values())).index))
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 
 
-def prefix_sharing(df: pd.DataFrame) -> Figure:
-    """Bars: share of co-purchased vs random pairs whose IDs agree on the prefix at each depth."""
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+def prefix_sharing(df: pd.DataFrame, pairs: str = "consecutive reviews of one user") -> Figure:
+    """Bars (log scale): share of item pairs vs random pairs whose IDs agree on the prefix at
+    each depth, each bar labelled with its value and each depth with the lift between them.
+
+    ``df`` is :func:`rqvae_lib.analysis.pair_prefix_sharing`'s table; ``pairs`` names the pairs.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
     x = np.arange(len(df))
-    ax.bar(x - 0.2, df["co_purchased"], 0.4, label="co-purchased pairs")
-    ax.bar(x + 0.2, df["random_pairs"], 0.4, label="random pairs")
-    ax.set_xticks(x, [f"depth {d}" for d in df.index])
+    groups = [
+        ax.bar(x - 0.2, df["pairs"], 0.4, label=pairs),
+        ax.bar(x + 0.2, df["random_pairs"], 0.4, label="random pairs"),
+    ]
+    for group in groups:
+        for rect in group:
+            value = rect.get_height()
+            if value > 0:
+                ax.annotate(
+                    f"{100 * value:.2g}%",
+                    (rect.get_x() + rect.get_width() / 2, value),
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                )
+    lifts = df["pairs"] / df["random_pairs"].replace(0.0, np.nan)
+    ticks = [
+        f"depth {d}" + (f"\n{lift:.0f}x as often" if np.isfinite(lift) else "")
+        for d, lift in zip(df.index, lifts, strict=True)
+    ]
+    ax.set_xticks(x, ticks)
     ax.set_yscale("log")
+    top = float(np.nanmax(df[["pairs", "random_pairs"]].to_numpy()))
+    ax.set_ylim(top=top * 5)
     ax.set(
         xlabel="shared ID prefix",
-        ylabel="fraction of pairs",
-        title="do co-purchased items share ID prefixes?",
+        ylabel="fraction of pairs (log scale)",
+        title="how often two items share their ID prefix",
     )
-    ax.legend()
+    ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -432,7 +482,7 @@ def toy_losses(history: Mapping[str, Sequence[float]]) -> Figure:
     for name, values in history.items():
         ax.plot(np.arange(1, len(values) + 1), values, label=name)
     ax.set_yscale("log")
-    ax.set(xlabel="step", ylabel="loss", title="training the toy quantizer")
+    ax.set(xlabel="step", ylabel="loss (log scale)", title="training the toy quantizer")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -506,7 +556,11 @@ def early_usage(history: Sequence[dict], num_embeddings: int, last_epoch: int = 
         ax2.plot(x, df[f"perplexity_l{lv}"], "o-", ms=3, color=color, label=f"level {lv}")
     _uniform_line(ax1, num_embeddings, f"all {num_embeddings} codes")
     _uniform_line(ax2, num_embeddings, f"{num_embeddings}: every code equally used")
-    ax1.set(xlabel="epoch", ylabel="codes used (of 256)", title="codes used, first epochs")
+    ax1.set(
+        xlabel="epoch",
+        ylabel=f"codes used (of {num_embeddings})",
+        title="codes used, first epochs",
+    )
     ax2.set(xlabel="epoch", ylabel="perplexity (effective codes)", title="perplexity, first epochs")
     for ax in (ax1, ax2):
         ax.set(xlim=(0.5, last_epoch + 0.5), ylim=(0, num_embeddings * 1.1))
@@ -541,19 +595,12 @@ def runs_by_level(
         top, bottom = axes[0, j], axes[1, j]
         _uniform_line(top, num_embeddings, f"all {num_embeddings}")
         _uniform_line(bottom, num_embeddings, f"{num_embeddings} = uniform")
-        top.set(ylabel="codes used (of 256)", title=f"level {lv}: codes used")
+        top.set(ylabel=f"codes used (of {num_embeddings})", title=f"level {lv}: codes used")
         bottom.set(ylabel="perplexity (effective codes)", title=f"level {lv}: perplexity")
         for ax in (top, bottom):
             # log-scaled epochs: the first few epochs, where codes die or come back, stay visible
-            ax.set_xscale("log")
-            ax.set_xticks([t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500) if t <= last])
-            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-            ax.set(
-                xlabel="epoch (log scale)",
-                ylim=(0, num_embeddings * 1.12),
-                xlim=(0.9, last * 1.08),
-            )
+            _log_epoch_axis(ax, last)
+            ax.set_ylim(0, num_embeddings * 1.12)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=9)
     if title:

@@ -17,7 +17,7 @@ from pytorch_lightning.loggers import CSVLogger
 from torch import Tensor
 
 from .callbacks import CodebookUsageCallback, load_history
-from .config import TIGER_CONFIG, artifacts_dir, fast_mode
+from .config import TUTORIAL_CONFIG, artifacts_dir, fast_mode
 from .data.datasets import FeatureDataModule
 from .io import check_writable
 from .model import RqVae
@@ -135,14 +135,14 @@ def train_model(
     usage_every_n_epochs: int = 1,
     **model_kwargs: Any,
 ) -> TrainResult:
-    """Build ``RqVae(**config, **model_kwargs)`` (config defaults to TIGER_CONFIG) and fit it.
+    """Build ``RqVae(**config, **model_kwargs)`` (config defaults to TUTORIAL_CONFIG) and fit it.
 
     The input width comes from the data (``datamodule.dim``). The usage callback watches the
     datamodule's whole catalogue every ``usage_every_n_epochs`` epochs.
     """
     max_epochs = default_epochs() if max_epochs is None else max_epochs
     datamodule.prepare_data()
-    options = {**(config or TIGER_CONFIG), **model_kwargs}
+    options = {**(config or TUTORIAL_CONFIG), **model_kwargs}
     if hasattr(datamodule, "dim"):
         options["input_dim"] = datamodule.dim
     model = RqVae(**options)

@@ -69,8 +69,48 @@ def test_category_prediction_beats_random_on_true_clusters():
     ids = torch.as_tensor(cat.labels)  # a perfect hierarchical ID
     df = analysis.category_prediction(ids, cat.labels[:, 0])
     assert list(df.index) == [1, 2, 3]
-    assert df.loc[1, "accuracy"] == 1.0
+    assert (df["accuracy"] == 1.0).all()  # every depth: the other items share the label
     assert df["random_ids"].max() < 0.5
+    assert df["majority_label"].max() < 0.5 and (df["items_scored"] == 1.0).all()
+
+
+def test_category_prediction_leaves_items_alone_under_their_prefix_out():
+    # Depth 2: items 0-1 share a prefix (same label), items 2-5 are alone. The old fallback
+    # (alone -> the majority label) would have scored the lone items too and pulled the accuracy
+    # towards the majority baseline; here they are simply not scored.
+    ids = torch.tensor([[0, 0], [0, 0], [0, 1], [0, 2], [1, 3], [1, 4]])
+    labels = ["x", "x", "y", "y", "y", "z"]
+    df = analysis.category_prediction(ids, labels)
+    assert df.loc[2, "items_scored"] == pytest.approx(2 / 6)
+    assert df.loc[2, "accuracy"] == 1.0
+    assert df.loc[2, "majority_label"] == 0.0  # "y" is the commonest label; the scored are "x"
+    # depth 1: every item is scored. In {0,1,2,3} (x, x, y, y) each item's *others* hold more of
+    # the other label, and in {4,5} (y, z) each sees only the other: leave-one-out gets all wrong.
+    assert df.loc[1, "items_scored"] == 1.0
+    assert df.loc[1, "accuracy"] == 0.0
+
+
+def test_label_spread_counts_prefixes_per_label():
+    ids = torch.tensor([[0, 0], [0, 1], [1, 0], [2, 0], [2, 1]])
+    spread = analysis.label_spread(ids, ["a", "a", "a", "b", "b"], depth=1)
+    assert list(spread.index) == ["a", "b"]
+    assert spread.loc["a", "items"] == 3 and spread.loc["a", "prefixes"] == 2
+    assert spread.loc["a", "top_prefix_share"] == pytest.approx(2 / 3)
+    assert spread.loc["b", "prefixes"] == 1
+
+
+def test_full_usage_epochs_first_and_from():
+    usage = [(0.5, 1.0), (1.0, 0.9), (0.9, 1.0), (1.0, 1.0), (1.0, 1.0)]
+    history = [
+        {"epoch": e, "usage_l1": a, "usage_l2": b, "usage_l3": 0.5}
+        for e, (a, b) in enumerate(usage)
+    ]
+    df = analysis.full_usage_epochs(history)
+    assert df.loc[1, "first_epoch_all_used"] == 2 and df.loc[1, "all_used_from_epoch"] == 4
+    assert df.loc[2, "first_epoch_all_used"] == 1 and df.loc[2, "all_used_from_epoch"] == 3
+    assert np.isnan(df.loc[3, "first_epoch_all_used"]) and np.isnan(
+        df.loc[3, "all_used_from_epoch"]
+    )
 
 
 def test_prefix_tree_and_shared_prefix():
@@ -84,14 +124,14 @@ def test_prefix_tree_and_shared_prefix():
     assert summary.loc[3, "prefixes"] == 4
 
 
-def test_copurchase_sharing_finds_planted_structure():
+def test_pair_prefix_sharing_finds_planted_structure():
     ids = torch.tensor([[i // 10, i % 10, 0] for i in range(100)])
     item_ids = np.arange(1, 101)  # P5 ids start at 1
     seqs = {u: [1 + 10 * (u % 10) + j for j in range(5)] for u in range(50)}  # same depth-1 block
-    pairs = analysis.copurchase_pairs(seqs)
+    pairs = analysis.consecutive_pairs(seqs)
     assert pairs.shape == (200, 2)
-    df = analysis.copurchase_sharing(ids, item_ids, pairs)
-    assert df.loc[1, "co_purchased"] == 1.0 and df.loc[1, "lift"] > 3
+    df = analysis.pair_prefix_sharing(ids, item_ids, pairs)
+    assert df.loc[1, "pairs"] == 1.0 and df.loc[1, "lift"] > 3
 
 
 def test_neighbours_and_reconstruction_error():
@@ -114,27 +154,54 @@ def test_plots_return_labelled_figures(run, tmp_path, monkeypatch):
     ids = torch.randint(0, 16, (200, 3))
     cat = ["a"] * 120 + ["b"] * 80
     pred = analysis.category_prediction(ids, cat)
+    sharing = pd.DataFrame(
+        {"pairs": [0.5, 0.1], "random_pairs": [0.1, 0.0], "lift": [5.0, np.nan]}, index=[1, 2]
+    )
     figs = [
         plots.loss_curves(result.metrics_csv),
-        plots.code_frequencies({"x": ids, "y": ids}, 16),
-        plots.usage_over_epochs({"run": result.history}),
-        plots.category_bar(cat),
+        plots.sorted_code_counts(ids, 16),
+        plots.usage_over_epochs({"run": result.history}, 16),
+        plots.category_bar(cat, what="sub-categories"),
         plots.text_length_hist(["a b c", "d e"] * 5),
         plots.projection_scatter(np.random.default_rng(0).normal(size=(200, 2)), cat),
         plots.prefix_tree_sizes(analysis.prefix_tree_sizes(ids)),
         plots.category_by_depth({"top": pred}),
-        plots.prefix_sharing(
-            pd.DataFrame({"co_purchased": [0.5, 0.1], "random_pairs": [0.1, 0.01]}, index=[1, 2])
-        ),
+        plots.prefix_sharing(sharing),
         plots.shared_depth_hist({"nn": np.array([0, 1, 2]), "random": np.array([0, 0, 1])}, 3),
     ]
     for fig in figs:
         assert isinstance(fig, Figure)
         for ax in fig.axes:
             assert ax.get_xlabel() and ax.get_ylabel()
+            assert ax.get_title() or fig.get_suptitle()
+    assert "sub-categories" in figs[3].axes[0].get_title()
     path = plots.save_figure(figs[0], "loss")
     assert path.name == "loss.png" and path.stat().st_size > 1000
     assert isinstance(plots.table_figure(pd.DataFrame({"a": [1]})), Figure)
+
+
+def test_usage_over_epochs_is_linear_with_a_line_at_k_and_early_epochs_visible(run):
+    _, result, _ = run
+    fig = plots.usage_over_epochs(result.history, 16)
+    for ax in fig.axes:
+        assert ax.get_yscale() == "linear" and ax.get_ylim()[1] >= 16
+        assert ax.get_xscale() == "log" and ax.get_xlim()[0] < 1  # epoch 1 is on the axis
+        assert any(np.allclose(line.get_ydata(), 16) for line in ax.get_lines())
+        assert any("16" in t.get_text() for t in ax.texts)
+        assert ax.get_legend() is not None
+
+
+def test_category_by_depth_draws_the_majority_baseline_and_coverage():
+    ids = torch.tensor([[0, 0], [0, 0], [0, 1], [1, 2]])
+    pred = analysis.category_prediction(ids, ["a", "a", "b", "b"])
+    fig = plots.category_by_depth({"cat": pred})
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("commonest label" in t for t in labels) and any("random" in t for t in labels)
+    assert "items scored" in ax.get_xticklabels()[1].get_text()
+    # the legend sits outside the axes: it hides no data
+    renderer = fig.canvas.get_renderer()
+    assert ax.get_legend().get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1
 
 
 def test_collision_suffix_makes_ids_unique():
@@ -154,3 +221,14 @@ def test_strip_notebook_keeps_outputs_and_counts():
     assert "execution" not in nb.cells[0].metadata and "widgets" not in nb.metadata
     assert nb.metadata["kernelspec"]["name"] == "python3"
     json.dumps(nb)  # still plain JSON
+
+
+def test_tsne_2d_is_seeded_and_reports_progress(capsys):
+    x = np.random.default_rng(0).normal(size=(80, 12)).astype(np.float32)
+    xy = analysis.tsne_2d(x, seed=3, perplexity=10.0, report_every=500)
+    lines = capsys.readouterr().out.splitlines()
+    assert xy.shape == (80, 2)
+    assert lines and all(line.startswith("t-SNE iteration") for line in lines)
+    assert lines[0].startswith("t-SNE iteration 500:")
+    np.testing.assert_array_equal(xy, analysis.tsne_2d(x, seed=3, perplexity=10.0, report_every=0))
+    assert capsys.readouterr().out == ""

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from rqvae_lib import QuantizerConfig, RqVae, add_collision_suffix, batch_inference
 from rqvae_lib.cli import lightning_cli, load_model, predict_main
-from rqvae_lib.config import REPO_ROOT, TIGER_CONFIG
+from rqvae_lib.config import REPO_ROOT, TUTORIAL_CONFIG
 from rqvae_lib.data import ItemDataModule, SyntheticDataModule
 
 CONFIGS = REPO_ROOT / "configs"
@@ -103,10 +103,10 @@ def test_predict_on_beauty_matches_batch_inference(
     assert written["item_id"].tolist() == list(range(1, 12_102))
 
 
-def test_beauty_config_is_tigers_shape() -> None:
+def test_beauty_config_is_the_tutorial_config() -> None:
     config = yaml.safe_load((CONFIGS / "beauty.yaml").read_text())
     model = {**config["model"], **config["model"].pop("quantizer")}  # the CLI nests these
-    assert {k: model[k] for k in TIGER_CONFIG} == TIGER_CONFIG
+    assert {k: model[k] for k in TUTORIAL_CONFIG} == TUTORIAL_CONFIG
     assert config["data"]["init_args"]["batch_size"] == 1024
     assert config["trainer"]["accelerator"] == "auto"
 
