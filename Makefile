@@ -18,7 +18,7 @@ export HF_HUB_OFFLINE ?= 1
 export RQVAE_DATA_ROOT ?= $(abspath data)
 export PYTHONHASHSEED ?= 0
 
-.PHONY: venv tutorial figures test test-fast unit notebooks lint clean
+.PHONY: venv tutorial figures test test-fast unit notebooks lint clean site
 
 $(STAMP): pyproject.toml
 	@if [ ! -x $(PY) ]; then \
@@ -65,3 +65,11 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) artifacts lightning_logs .pytest_cache
+
+## site: the course site from the committed notebooks (saved outputs, nothing re-run), built
+## offline into _build/site/html; sources in site/ (see site/CONVENTIONS.md)
+site: $(STAMP)
+	@start=$$(date +%s); \
+	$(PY) -m sphinx -b html -E -q -W --keep-going -d _build/site/doctrees site _build/site/html; \
+	status=$$?; echo "site took $$(( $$(date +%s) - start )) s: open _build/site/html/index.html"; \
+	exit $$status

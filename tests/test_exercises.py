@@ -1,0 +1,112 @@
+"""The checked exercises: every registered exercise passes its reference solution, fails each
+listed wrong answer with its hint, and reports its placeholder as not done without raising.
+
+Generic over ``rqvae_lib.exercises.EXERCISES``: an exercise added later is covered as soon as it
+is registered with a solution and a wrong answer in ``rqvae_lib.exercises_solutions``. The last
+tests hold the notebooks to the cell conventions of ``site/CONVENTIONS.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import nbformat
+import pytest
+
+from rqvae_lib.config import REPO_ROOT
+from rqvae_lib.exercises import CORRECT, EXERCISES, NOT_DONE, WRONG, check, feedback
+from rqvae_lib.exercises_solutions import SOLUTIONS, WRONG_ANSWERS
+from rqvae_lib.tutorial import strip_notebook
+
+IDS = sorted(EXERCISES)
+WRONG_CASES = [
+    pytest.param(ex_id, answer, hint, id=f"{ex_id}-{i}")
+    for ex_id in IDS
+    for i, (answer, hint) in enumerate(WRONG_ANSWERS.get(ex_id, []))
+]
+NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_registry_is_complete():
+    assert IDS, "no exercise registered"
+    for ex_id in IDS:
+        assert re.fullmatch(r"\d\d-[a-z0-9-]+", ex_id), f"{ex_id}: ids look like 02-short-name"
+        assert ex_id in SOLUTIONS, f"{ex_id}: no reference solution in exercises_solutions.py"
+        assert WRONG_ANSWERS.get(ex_id), f"{ex_id}: list at least one wrong answer"
+        assert EXERCISES[ex_id].question, f"{ex_id}: no question"
+    assert set(SOLUTIONS) <= set(IDS), "solutions for exercises that are not registered"
+
+
+@pytest.mark.parametrize("ex_id", IDS)
+def test_reference_solution_passes(ex_id, capsys):
+    result = feedback(ex_id, SOLUTIONS[ex_id])
+    assert result.status == CORRECT, result
+    check(ex_id, SOLUTIONS[ex_id])
+    assert capsys.readouterr().out.startswith(f"[{ex_id}] Correct.")
+
+
+@pytest.mark.parametrize(("ex_id", "answer", "hint"), WRONG_CASES)
+def test_wrong_answer_fails_with_its_hint(ex_id, answer, hint):
+    result = feedback(ex_id, answer)
+    assert result.status == WRONG, result
+    assert hint in result.message, result
+
+
+@pytest.mark.parametrize("ex_id", IDS)
+def test_placeholder_is_not_done_and_does_not_raise(ex_id, capsys):
+    for placeholder in (EXERCISES[ex_id].placeholder, ..., None):
+        result = feedback(ex_id, placeholder)
+        assert result.status == NOT_DONE, result
+        check(ex_id, placeholder)  # prints, never raises
+        assert "Not done yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("ex_id", IDS)
+def test_an_error_in_the_answer_is_a_hint_not_an_exception(ex_id):
+    def broken(*args):
+        raise ZeroDivisionError("division by zero")
+
+    result = feedback(ex_id, broken)
+    assert result.status == WRONG, result
+
+
+def test_unknown_exercise_is_an_error():
+    with pytest.raises(KeyError, match="registered: "):
+        check("99-no-such-exercise", 1)
+
+
+def test_stripping_keeps_the_solution_markers():
+    """``make tutorial`` strips the notebooks; the tag and the collapsed source must survive."""
+    nb = nbformat.v4.new_notebook()
+    meta = {"tags": ["solution"], "jupyter": {"source_hidden": True}, "scrolled": True}
+    nb.cells.append(nbformat.v4.new_code_cell("answer = 1.0", metadata=meta))
+    stripped = strip_notebook(nb).cells[0].metadata
+    assert stripped == {"tags": ["solution"], "jupyter": {"source_hidden": True}}
+
+
+def _cells(path):
+    return json.loads(path.read_text(encoding="utf-8"))["cells"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_solution_cells_follow_the_convention(path):
+    """A ``solution`` cell is a code cell with its source collapsed whose first line gives
+    nothing away, and every exercise the notebook checks is registered."""
+    for index, cell in enumerate(_cells(path)):
+        meta = cell.get("metadata", {})
+        tags = meta.get("tags", [])
+        source = "".join(cell["source"])
+        where = f"{path.name}, cell {index}"
+        if "solution" in tags:
+            assert cell["cell_type"] == "code", f"{where}: tag solution on a {cell['cell_type']}"
+            assert meta.get("jupyter", {}).get("source_hidden") is True, (
+                f'{where}: a solution cell needs "jupyter": {{"source_hidden": true}}'
+            )
+            assert source.startswith("# Solution"), (
+                f"{where}: start a solution cell with the line '# Solution' (JupyterLab shows "
+                "the first line of a collapsed cell)"
+            )
+        if cell["cell_type"] == "code":
+            for ex_id in re.findall(r"""check\(\s*["']([^"']+)["']""", source):
+                assert ex_id in EXERCISES, f"{where}: check({ex_id!r}) is not registered"
