@@ -23,11 +23,13 @@ from rqvae_lib.retrieval.sequences import (
 )
 from rqvae_lib.retrieval.tokens import BOS, EOS, NUM_SPECIAL, PAD, ItemTokenizer
 from rqvae_lib.retrieval.train import (
+    Collated,
     RetrievalModel,
     TrainConfig,
     TrainResult,
     evaluate,
     fit,
+    fit_together,
     make_optimizer,
 )
 from rqvae_lib.retrieval.trie import BeamSearchOutput, ItemTrie, constrained_beam_search
@@ -40,6 +42,7 @@ __all__ = [
     "NUM_SPECIAL",
     "PAD",
     "BeamSearchOutput",
+    "Collated",
     "EncodedHistory",
     "ItemTokenizer",
     "ItemTrie",
@@ -58,6 +61,7 @@ __all__ = [
     "drop_history",
     "evaluate",
     "fit",
+    "fit_together",
     "hit_ranks",
     "item_popularity",
     "make_optimizer",

@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from rqvae_lib.retrieval.metrics import drop_history
 from rqvae_lib.retrieval.sequences import MAX_HISTORY, RetrievalSamples
+from rqvae_lib.retrieval.train import Collated, full_width_batch
 
 #: Embedding index of padding; item i of the catalogue has index i + 1.
 PAD_INDEX = 0
@@ -82,24 +83,37 @@ class SASRec(nn.Module):
         """Where the parameters live; inputs are built there."""
         return self.item_emb.weight.device
 
-    def item_index(self, items: Sequence[int]) -> Tensor:
-        """Embedding rows (len(items),) of item ids, on the model's device."""
+    def item_index(self, items: Sequence[int], device: torch.device | str | None = None) -> Tensor:
+        """Embedding rows (len(items),) of item ids, on ``device`` (default: the model's)."""
         try:
             rows = [self._index[int(i)] for i in items]
         except KeyError as err:
             raise KeyError(f"item {err.args[0]} is not in the SASRec catalogue") from None
-        return torch.tensor(rows, dtype=torch.long, device=self.device)
+        return torch.tensor(rows, dtype=torch.long, device=device or self.device)
+
+    def _rows(self, histories: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
+        """Left-padded embedding rows (B, max_len) and each row's width (B,), on the CPU."""
+        L = self.config.max_len
+        out = torch.full((len(histories), L), PAD_INDEX, dtype=torch.long)
+        widths = torch.empty(len(histories), dtype=torch.long)
+        for i, h in enumerate(histories):
+            row = list(h)[-L:]
+            if not row:
+                raise ValueError("every history needs at least one item")
+            out[i, L - len(row) :] = self.item_index(row, device="cpu")
+            widths[i] = len(row)
+        return out, widths
 
     def encode_histories(self, histories: Sequence[Sequence[int]]) -> Tensor:
         """Left-padded embedding rows (B, T) of the last ``max_len`` items, PAD_INDEX on the left."""
-        rows = [list(h)[-self.config.max_len :] for h in histories]
-        if any(len(r) == 0 for r in rows):
-            raise ValueError("every history needs at least one item")
-        width = max(len(r) for r in rows)
-        out = torch.full((len(rows), width), PAD_INDEX, dtype=torch.long, device=self.device)
-        for i, r in enumerate(rows):
-            out[i, width - len(r) :] = self.item_index(r)
-        return out
+        rows, widths = self._rows(histories)
+        return rows[:, rows.shape[1] - int(widths.max()) :].to(self.device)
+
+    def collate(self, samples: RetrievalSamples) -> Collated:
+        """A split as tensors for the training loop: history rows and target rows."""
+        rows, widths = self._rows(samples.histories)
+        target = self.item_index(samples.targets, device="cpu")  # (N,)
+        return Collated({"seq": rows, "target": target}, widths, ("seq",))
 
     def forward(self, seq: Tensor) -> Tensor:
         """Hidden state (B, T, C) of left-padded item rows (B, T); position t sees only <= t."""
@@ -134,16 +148,21 @@ class SASRec(nn.Module):
         r = torch.randint(1, n, positives.shape, device=positives.device)  # N - 1 choices
         return r + (r >= positives).long()  # skip the positive: uniform over the other N - 1
 
-    def loss(self, batch: RetrievalSamples) -> Tensor:
-        """The configured loss (``"bce"`` or ``"ce"``) of each sample's target at the last position."""
-        h = self.last_hidden(batch.histories)  # (B, C)
-        pos = self.item_index(batch.targets)  # (B,)
+    def loss(self, batch: dict[str, Tensor] | RetrievalSamples) -> Tensor:
+        """The configured loss (``"bce"`` or ``"ce"``) of each sample's target at the last position.
+
+        ``batch`` is a slice of :meth:`collate`'s inputs, or samples (collated here).
+        """
+        if isinstance(batch, RetrievalSamples):
+            batch = full_width_batch(self.collate(batch), self.device)
+        h = self.forward(batch["seq"])[:, -1].float()  # (B, C)
+        pos = batch["target"]  # (B,)
         if self.config.loss == "ce":
-            logits = h @ self.item_emb.weight[1:].T  # (B, N)
+            logits = h @ self.item_emb.weight[1:].T.float()  # (B, N)
             return F.cross_entropy(logits, pos - 1)
         neg = self.sample_negatives(pos)  # (B,)
-        pos_logit = (h * self.item_emb(pos)).sum(-1)  # (B,)
-        neg_logit = (h * self.item_emb(neg)).sum(-1)  # (B,)
+        pos_logit = (h * self.item_emb(pos).float()).sum(-1)  # (B,)
+        neg_logit = (h * self.item_emb(neg).float()).sum(-1)  # (B,)
         return (
             F.binary_cross_entropy_with_logits(pos_logit, torch.ones_like(pos_logit))
             + F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit))

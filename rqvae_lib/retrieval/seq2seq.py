@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from rqvae_lib.retrieval.sequences import MAX_HISTORY, RetrievalSamples
 from rqvae_lib.retrieval.tokens import BOS, PAD, ItemTokenizer
+from rqvae_lib.retrieval.train import Collated, full_width_batch
 from rqvae_lib.retrieval.trie import ItemTrie, constrained_beam_search
 
 
@@ -117,27 +118,36 @@ class TigerSeq2Seq(nn.Module):
         """Where the parameters live; inputs are built there."""
         return self.head.weight.device
 
+    def _history_tokens(self, histories, users) -> tuple[Tensor, Tensor]:
+        """Left-padded encoder tokens (B, max_source_len) and each row's width (B,), on the CPU."""
+        c = self.config
+        if c.use_user_token and users is None:
+            raise ValueError("this model reads a user token: pass users")
+        tokens = torch.full((len(histories), c.max_source_len), PAD, dtype=torch.long)
+        widths = torch.empty(len(histories), dtype=torch.long)
+        for i, h in enumerate(histories):
+            row = self.tokenizer.encode_history(
+                list(h)[-c.max_history :], None if not c.use_user_token else users[i]
+            )
+            if not row or (c.use_user_token and len(row) == 1):
+                raise ValueError("every history needs at least one item")
+            tokens[i, c.max_source_len - len(row) :] = torch.tensor(row, dtype=torch.long)
+            widths[i] = len(row)
+        return tokens, widths
+
     def encode_histories(
         self, histories: Sequence[Sequence[int]], users: Sequence[int] | None = None
     ) -> tuple[Tensor, Tensor]:
         """Left-padded encoder tokens (B, S) and their padding mask (B, S), True at PAD."""
-        c = self.config
-        if c.use_user_token and users is None:
-            raise ValueError("this model reads a user token: pass users")
-        rows = [
-            self.tokenizer.encode_history(
-                list(h)[-c.max_history :], None if not c.use_user_token else users[i]
-            )
-            for i, h in enumerate(histories)
-        ]
-        if any(len(r) == 0 for r in rows):
-            raise ValueError("every history needs at least one item")
-        width = max(len(r) for r in rows)
-        tokens = torch.full((len(rows), width), PAD, dtype=torch.long)
-        for i, r in enumerate(rows):
-            tokens[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
-        tokens = tokens.to(self.device)
+        tokens, widths = self._history_tokens(histories, users)
+        tokens = tokens[:, tokens.shape[1] - int(widths.max()) :].to(self.device)
         return tokens, tokens == PAD
+
+    def collate(self, samples: RetrievalSamples) -> Collated:
+        """A split as tensors for the training loop: history tokens and target token tuples."""
+        tokens, widths = self._history_tokens(samples.histories, samples.users)
+        target = self.tokenizer.encode_items(samples.targets)  # (N, D)
+        return Collated({"tokens": tokens, "target": target}, widths, ("tokens",))
 
     def encode(self, tokens: Tensor, padding_mask: Tensor) -> EncodedHistory:
         """Run the encoder over left-padded history tokens."""
@@ -171,27 +181,57 @@ class TigerSeq2Seq(nn.Module):
         decoder_input = torch.cat([bos, target[:, :-1]], dim=1)  # (B, D)
         return self.decode(self.encode(tokens, padding_mask), decoder_input)  # (B, D, V)
 
-    def loss(self, batch: RetrievalSamples) -> Tensor:
-        """Mean cross-entropy over every token of the target items (the training objective)."""
-        tokens, mask = self.encode_histories(batch.histories, batch.users)  # (B, S)
-        target = self.tokenizer.encode_items(batch.targets).to(self.device)  # (B, D)
-        logits = self.forward(tokens, mask, target)  # (B, D, V)
-        return F.cross_entropy(logits.flatten(0, 1), target.flatten())
+    def loss(self, batch: dict[str, Tensor] | RetrievalSamples) -> Tensor:
+        """Mean cross-entropy over every token of the target items (the training objective).
+
+        ``batch`` is a slice of :meth:`collate`'s inputs, or samples (collated here).
+        """
+        if isinstance(batch, RetrievalSamples):
+            batch = full_width_batch(self.collate(batch), self.device)
+        tokens, target = batch["tokens"], batch["target"]  # (B, S), (B, D)
+        logits = self.forward(tokens, tokens == PAD, target)  # (B, D, V)
+        return F.cross_entropy(logits.flatten(0, 1).float(), target.flatten())
+
+    def decode_beams(
+        self, encoded: EncodedHistory, decoder_input: Tensor, beam_size: int
+    ) -> Tensor:
+        """:meth:`decode` for ``beam_size`` rows per history: logits (B*beam, T, V).
+
+        Rows ``b*beam .. (b+1)*beam - 1`` read history ``b``. The same function as ``decode`` on
+        memory repeated ``beam_size`` times, but cross-attention takes the queries of all of a
+        history's beams at once, so its keys and values are projected once per history, not
+        once per beam (20x less work with 20 beams). Runs the decoder layers' own sub-modules.
+        """
+        B, S, C = encoded.memory.shape
+        T = decoder_input.shape[1]
+        pos = torch.arange(T, device=decoder_input.device)  # (T,)
+        y = self.drop(self.token_emb(decoder_input) + self.target_pos(pos))  # (B*beam, T, C)
+        causal = nn.Transformer.generate_square_subsequent_mask(
+            T, device=y.device, dtype=torch.bool
+        )
+        for layer in self.transformer.decoder.layers:  # norm_first layers, as built in __init__
+            h = layer.norm1(y)
+            h = layer.self_attn(h, h, h, attn_mask=causal, is_causal=True, need_weights=False)[0]
+            y = y + layer.dropout1(h)
+            q = layer.norm2(y).reshape(B, beam_size * T, C)  # every beam of a history together
+            h = layer.multihead_attn(
+                q, encoded.memory, encoded.memory, key_padding_mask=encoded.padding_mask,
+                need_weights=False,
+            )[0]  # fmt: skip
+            y = y + layer.dropout2(h.reshape(B * beam_size, T, C))
+            h = layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm3(y)))))
+            y = y + layer.dropout3(h)
+        return self.head(self.transformer.decoder.norm(y))  # (B*beam, T, V)
 
     def step_fn(self, encoded: EncodedHistory, beam_size: int) -> Callable[[Tensor], Tensor]:
         """A ``constrained_beam_search`` step: prefix (B*beam, t) -> next-token log-probs (B*beam, V).
 
-        The encoder output is repeated ``beam_size`` times per row (``repeat_interleave``), so rows
-        ``b*beam .. (b+1)*beam - 1`` read batch row ``b``'s history, as the search expects.
+        Rows ``b*beam .. (b+1)*beam - 1`` read batch row ``b``'s history, as the search expects.
         """
-        repeated = EncodedHistory(
-            encoded.memory.repeat_interleave(beam_size, dim=0),  # (B*beam, S, C)
-            encoded.padding_mask.repeat_interleave(beam_size, dim=0),  # (B*beam, S)
-        )
 
         def step(prefix: Tensor) -> Tensor:
             bos = torch.full((prefix.shape[0], 1), BOS, dtype=torch.long, device=prefix.device)
-            logits = self.decode(repeated, torch.cat([bos, prefix], dim=1))  # (B*beam, t+1, V)
+            logits = self.decode_beams(encoded, torch.cat([bos, prefix], dim=1), beam_size)
             return logits[:, -1].float().log_softmax(dim=-1)  # (B*beam, V)
 
         return step

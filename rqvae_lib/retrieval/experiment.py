@@ -1,0 +1,288 @@
+"""Retrieval experiments end to end: data, the three ID sources, presets, training and scoring.
+
+One place for what the retrieval notebook and ``benchmarks/retrieval.py`` both do, so the two
+cannot drift: load the P5 sequences (optionally a seeded subset of users), build each item's
+semantic ID from the RQ-VAE, from RQ-KMeans or at random (cached as small files, so a GPU
+machine needs no embeddings), train TIGER's seq2seq on one or several ID tables in lockstep,
+SASRec with either loss, the most-popular baseline, and score each once on the test split.
+Every result is a JSON-ready dict (:func:`record`).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from rqvae_lib.config import DEFAULT_SEED, artifacts_dir, data_root
+from rqvae_lib.data.amazon import (
+    LeaveOneOut,
+    ensure_raw,
+    leave_one_out,
+    load_items,
+    load_user_sequences,
+)
+from rqvae_lib.io import atomic_write
+from rqvae_lib.retrieval.metrics import MetricValue, most_popular, recall_ndcg
+from rqvae_lib.retrieval.sasrec import SASRec, SASRecConfig
+from rqvae_lib.retrieval.seq2seq import Seq2SeqConfig, TigerSeq2Seq
+from rqvae_lib.retrieval.sequences import RetrievalSplits, build_samples
+from rqvae_lib.retrieval.tokens import ItemTokenizer
+from rqvae_lib.retrieval.train import TrainConfig, TrainResult, evaluate, fit, fit_together
+
+#: Where an item's semantic ID comes from, for the ID ablation.
+ID_SOURCES = ("rqvae", "rq-kmeans", "random")
+
+#: The cut-offs of the test table (TIGER reports 5 and 10; 20 needs a beam of 20).
+TEST_KS = (5, 10, 20)
+
+#: Seq2seq sizes: the paper's (4 + 4 layers, 6 heads of 64, MLP 1024), a CPU budget, a test toy.
+SEQ2SEQ_PRESETS: dict[str, dict[str, Any]] = {
+    "tiger": {},  # Seq2SeqConfig's defaults are TIGER's sizes
+    "cpu": dict(d_model=128, n_head=4, n_encoder_layers=2, n_decoder_layers=2, d_ff=512),
+    "tiny": dict(d_model=64, n_head=4, n_encoder_layers=1, n_decoder_layers=1, d_ff=128),
+}
+
+
+class RetrievalData(NamedTuple):
+    """One dataset's sequences, samples and catalogue, ready for any retrieval model."""
+
+    split: str  # "beauty" or "toys"
+    sequences: LeaveOneOut
+    samples: RetrievalSplits
+    item_ids: list[int]  # the whole catalogue's P5 item ids
+    titles: dict[int, str]  # P5 item id -> title ("(no title)" when missing)
+
+
+def load_retrieval_data(
+    split: str = "beauty",
+    root: str | Path | None = None,
+    max_users: int | None = None,
+    seed: int = DEFAULT_SEED,
+) -> RetrievalData:
+    """The P5 leave-one-out samples of ``split``; ``max_users`` keeps a seeded random subset.
+
+    The subset keeps the P5 file's user order and the whole catalogue (every item still has an
+    ID and can be recommended), so fast mode changes the sample count, not the task.
+    """
+    root = Path(root) if root is not None else data_root()
+    ensure_raw(split, root)
+    sequences = load_user_sequences(split, root)
+    if max_users is not None and max_users < len(sequences):
+        keep = set(random.Random(seed).sample(sorted(sequences), max_users))
+        sequences = {u: s for u, s in sequences.items() if u in keep}
+    items = load_items(split, root)
+    titles = {
+        int(i): (t if isinstance(t, str) and t else "(no title)")
+        for i, t in zip(items["item_id"], items["title"], strict=True)
+    }
+    split_ = leave_one_out(sequences)
+    return RetrievalData(split, split_, build_samples(split_), sorted(titles), titles)
+
+
+def _id_path(split: str, source: str, directory: Path) -> Path:
+    return directory / f"ids-{split}-{source}.safetensors"
+
+
+def semantic_id_table(
+    split: str = "beauty",
+    source: str = "rqvae",
+    root: str | Path | None = None,
+    directory: str | Path | None = None,
+    seed: int = DEFAULT_SEED,
+    rqvae_epochs: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """``(ids (num_items, 3), item_ids (num_items,))`` of one ID source, computed once and cached.
+
+    - ``"rqvae"``: the balanced-last-level IDs of the RQ-VAE saved in ``artifacts/rqvae-<split>``
+      (notebook 03's model for Beauty), trained there with ``rqvae_epochs`` if missing;
+    - ``"rq-kmeans"``: residual k-means fitted on the same training items as the RQ-VAE;
+    - ``"random"``: uniform random codes of the same shape (3 levels of 256).
+
+    The cache (``artifacts/retrieval/ids-<split>-<source>.safetensors``) is all a machine needs to
+    train retrieval models: no embeddings, no RQ-VAE.
+    """
+    if source not in ID_SOURCES:
+        raise ValueError(f"source must be one of {ID_SOURCES}, got {source!r}")
+    directory = Path(directory) if directory is not None else artifacts_dir() / "retrieval"
+    path = _id_path(split, source, directory)
+    if path.is_file():
+        table = load_file(path)
+        return table["ids"], table["item_ids"]
+    ids, item_ids = _compute_ids(split, source, root, seed, rqvae_epochs)
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: save_file({"ids": ids, "item_ids": item_ids}, str(tmp)))
+    return ids, item_ids
+
+
+def _compute_ids(
+    split: str, source: str, root: str | Path | None, seed: int, rqvae_epochs: int | None
+) -> tuple[Tensor, Tensor]:
+    from rqvae_lib.analysis import rq_kmeans_encode, rq_kmeans_fit
+    from rqvae_lib.data import ItemDataModule
+    from rqvae_lib.evaluate import batch_inference
+    from rqvae_lib.training import load_or_train
+
+    dm = ItemDataModule(root, split, batch_size=1024)
+    dm.prepare_data()
+    dm.setup()
+    catalogue = dm.dataset("all")
+    item_ids = catalogue.item_ids.long().contiguous()
+    model = load_or_train(artifacts_dir() / f"rqvae-{split}", dm, rqvae_epochs, quiet=True)
+    if source == "rqvae":
+        ids = batch_inference(model, dm.predict_dataloader(), deduplicate=True)
+    elif source == "rq-kmeans":
+        centroids = rq_kmeans_fit(
+            dm.dataset("train").features,
+            model.hparams.num_levels,
+            model.hparams.num_embeddings,
+            seed,
+        )
+        ids = rq_kmeans_encode(catalogue.features, centroids)[0]
+    else:
+        g = torch.Generator().manual_seed(seed)
+        ids = torch.randint(
+            0, model.hparams.num_embeddings, (len(item_ids), model.hparams.num_levels), generator=g
+        )
+    return ids.long().contiguous(), item_ids
+
+
+def seq2seq_model(
+    ids: Tensor, item_ids: Tensor | Sequence[int], preset: str = "tiger", seed: int = DEFAULT_SEED
+) -> TigerSeq2Seq:
+    """A TIGER seq2seq of the named size over the items' IDs (plus the collision suffix)."""
+    if preset not in SEQ2SEQ_PRESETS:
+        raise ValueError(f"preset must be one of {sorted(SEQ2SEQ_PRESETS)}, got {preset!r}")
+    tokenizer = ItemTokenizer(ids, item_ids)
+    torch.manual_seed(seed)
+    config = replace(Seq2SeqConfig.from_tokenizer(tokenizer), **SEQ2SEQ_PRESETS[preset])
+    return TigerSeq2Seq(config, tokenizer)
+
+
+def sasrec_model(item_ids: Sequence[int], loss: str, seed: int = DEFAULT_SEED) -> SASRec:
+    """SASRec with the paper's sizes (2 blocks, d 64) over the catalogue, with ``loss``."""
+    torch.manual_seed(seed)
+    return SASRec(SASRecConfig(len(item_ids), loss=loss), item_ids)  # type: ignore[arg-type]
+
+
+def num_parameters(model: nn.Module) -> int:
+    """Trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _metrics(values: Mapping[str, MetricValue]) -> dict[str, list[float]]:
+    return {name: [v.mean, v.sem] for name, v in values.items()}
+
+
+def record(
+    name: str,
+    module: nn.Module | None,
+    result: TrainResult | None,
+    test: Mapping[str, MetricValue],
+    eval_seconds: float,
+    **info: Any,
+) -> dict[str, Any]:
+    """A JSON-ready result: test metrics (mean, standard error), training curves and timings."""
+    out: dict[str, Any] = {"name": name, **info, "test": _metrics(test)}
+    out["eval_seconds"] = round(eval_seconds, 2)
+    if module is not None:
+        out["parameters"] = num_parameters(module)
+        out["device"] = str(next(module.parameters()).device)
+    if result is not None:
+        out.update(
+            epochs=len(result.train_losses),
+            best_epoch=result.best_epoch + 1,
+            train_seconds=round(sum(result.epoch_seconds), 1),
+            train_losses=[round(x, 5) for x in result.train_losses],
+            val_epochs=[e + 1 for e in result.val_epochs],
+            val=[_metrics(m) for m in result.val_metrics],
+            diverged_epoch=None if result.diverged_epoch is None else result.diverged_epoch + 1,
+        )
+    return out
+
+
+def score(
+    model: nn.Module, data: RetrievalData, config: TrainConfig, ks: Sequence[int] = TEST_KS
+) -> tuple[dict, float]:
+    """Test metrics at ``ks`` of a trained model (read once, at the end) and the seconds it took."""
+    start = time.perf_counter()
+    metrics = evaluate(
+        model,  # type: ignore[arg-type]
+        data.samples.test,
+        ks,
+        config.eval_batch_size,
+        config.exclude_history,
+        config.amp,
+    )
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return metrics, time.perf_counter() - start
+
+
+def run_seq2seq(
+    data: RetrievalData,
+    id_tables: Mapping[str, tuple[Tensor, Tensor]],
+    preset: str,
+    config: TrainConfig,
+    test_ks: Sequence[int] = TEST_KS,
+) -> dict[str, tuple[TigerSeq2Seq, dict[str, Any]]]:
+    """Train one seq2seq per ID table in lockstep (same epochs), score each on the test split."""
+    models = {
+        source: seq2seq_model(ids, item_ids, preset, config.seed)
+        for source, (ids, item_ids) in id_tables.items()
+    }
+    results = fit_together(models, data.samples.train, data.samples.val, config)
+    out = {}
+    for source, model in models.items():
+        test, seconds = score(model, data, config, test_ks)
+        out[source] = (
+            model,
+            record(
+                f"TIGER seq2seq ({preset}), {source} IDs",
+                model,
+                results[source],
+                test,
+                seconds,
+                dataset=data.split,
+                model="seq2seq",
+                loss="token cross-entropy",
+                ids=source,
+                preset=preset,
+                config=asdict(config),
+                tokens_per_item=model.tokenizer.tokens_per_item,
+            ),
+        )
+    return out
+
+
+def run_sasrec(
+    data: RetrievalData, loss: str, config: TrainConfig, test_ks: Sequence[int] = TEST_KS
+) -> tuple[SASRec, dict[str, Any]]:
+    """Train SASRec with ``loss`` ("bce": one negative, as TIGER's table; "ce": full softmax)."""
+    model = sasrec_model(data.item_ids, loss, config.seed)
+    result = fit(model, data.samples.train, data.samples.val, config)
+    test, seconds = score(model, data, config, test_ks)
+    name = f"SASRec ({'BCE, one negative' if loss == 'bce' else 'softmax cross-entropy'})"
+    return model, record(
+        name, model, result, test, seconds, dataset=data.split, model="sasrec", loss=loss,
+        config=asdict(config),
+    )  # fmt: skip
+
+
+def run_most_popular(data: RetrievalData, ks: Sequence[int] = TEST_KS) -> dict[str, Any]:
+    """The most-popular baseline on the same test users and metrics."""
+    start = time.perf_counter()
+    test = data.samples.test
+    ranked = most_popular(data.sequences.train, max(ks), test.histories)
+    metrics = recall_ndcg(ranked, test.targets, test.histories, ks)
+    return record(
+        "most popular", None, None, metrics, time.perf_counter() - start, dataset=data.split,
+        model="most-popular",
+    )  # fmt: skip
