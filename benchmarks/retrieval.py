@@ -113,25 +113,11 @@ def run_job(dataset: str, job: str, args: argparse.Namespace) -> list[dict]:
     return [dict(rec, job=job) for _, rec in out.values()]
 
 
-def summary_rows(records: list[dict]) -> list[dict]:
-    rows = []
-    for r in records:
-        t = r["test"]
-        row = {"dataset": r["dataset"], "job": r.get("job", "sasrec"), "model": r["name"]}
-        for m in ("recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20"):
-            if m in t:
-                row[m] = f"{t[m][0]:.4f} ± {t[m][1]:.4f}"
-        row["epochs (best)"] = f"{r['epochs']} ({r['best_epoch']})" if "epochs" in r else "-"
-        row["train s"] = r.get("train_seconds", "-")
-        row["test eval s"] = r["eval_seconds"]
-        rows.append(row)
-    return rows
-
-
 def print_table(records: list[dict]) -> None:
-    columns = ["dataset", "job", "model", "recall@5", "ndcg@5", "recall@10", "ndcg@10",
-               "recall@20", "epochs (best)", "train s", "test eval s"]  # fmt: skip
-    print(markdown_table(summary_rows(records), columns))
+    from rqvae_lib.retrieval.experiment import results_frame
+
+    frame = results_frame(records)
+    print(markdown_table(frame.to_dict("records"), list(frame.columns)))
 
 
 def write_json(path: Path, payload: dict) -> None:

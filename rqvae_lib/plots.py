@@ -607,3 +607,40 @@ def runs_by_level(
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.045 * ((len(labels) + 3) // 4) + 0.02, 1, 1))
     return fig
+
+
+def retrieval_curves(
+    records: Sequence[Mapping], metric: str = "recall@10", title: str = ""
+) -> Figure:
+    """Training loss (left) and validation ``metric`` (right) per epoch of retrieval records."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for r in records:
+        epochs = range(1, len(r["train_losses"]) + 1)
+        ax1.plot(epochs, r["train_losses"], marker=".", label=r.get("label", r["name"]))
+        values = [v[metric][0] for v in r["val"]]
+        ax2.plot(r["val_epochs"], values, marker="o", label=r.get("label", r["name"]))
+    ax1.set(xlabel="epoch", ylabel="training loss (nats per token)", title="training loss")
+    ax2.set(xlabel="epoch", ylabel=f"validation {metric}", title=f"validation {metric}")
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def metric_bars(frame: pd.DataFrame, metrics: Sequence[str], title: str = "") -> Figure:
+    """Grouped bars of float ``metrics`` columns, one group per row (``frame.index`` labels)."""
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    width = 0.8 / len(metrics)
+    x = np.arange(len(frame))
+    for i, m in enumerate(metrics):
+        bars = ax.bar(x + i * width, frame[m].to_numpy(dtype=float), width, label=m)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
+    ax.set_xticks(x + width * (len(metrics) - 1) / 2, frame.index, rotation=15, ha="right")
+    ax.set(ylabel="test score (mean over users)", title=title)
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -55,3 +55,36 @@ def test_speed_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     for column in ("train items/s", "infer items/s", "infer peak MiB", "ratio RqVae / peer"):
         assert column in out
     assert "GFLOP/s" in out and "| 3,000 |" in out
+
+
+@pytest.mark.slow
+def test_retrieval_smoke(
+    capsys: pytest.CaptureFixture[str], tmp_path, data_root, beauty_items, monkeypatch
+) -> None:
+    """Every job on 150 users with the tiny model, from ID tables written here (no RQ-VAE)."""
+    import json
+
+    import retrieval
+    import torch
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("RQVAE_DATA_ROOT", str(data_root))
+    items = torch.as_tensor(sorted(beauty_items["item_id"])).long()
+    g = torch.Generator().manual_seed(0)
+    for source in ("rqvae", "rq-kmeans", "random"):  # small codebooks: collisions get suffixes
+        ids = torch.randint(0, 16, (len(items), 3), generator=g)
+        save_file(
+            {"ids": ids, "item_ids": items}, str(tmp_path / f"ids-beauty-{source}.safetensors")
+        )
+    out = tmp_path / "out"
+    retrieval.main(
+        ["--datasets", "beauty", "--preset", "tiny", "--max-users", "150", "--max-epochs", "1",
+         "--sasrec-budget-s", "30", "--ids-dir", str(tmp_path), "--device", "cpu",
+         "--out", str(out)]
+    )  # fmt: skip
+    records = json.loads((out / "retrieval.json").read_text())["records"]
+    assert [r.get("job") for r in records] == ["main", "ablation", "ablation", "ablation",
+                                               None, None, None]  # fmt: skip
+    assert {r["test"]["recall@10"][0] >= 0 for r in records} == {True}
+    assert all(len(r["test"]) == 6 for r in records)  # R and N at 5, 10, 20 for every row
+    assert "| beauty | most popular |" in capsys.readouterr().out

@@ -153,3 +153,49 @@ def test_tiny_preset_is_a_tiger_model_shape() -> None:
         1024,
     )
     assert len(model.transformer.decoder.layers) == 4
+
+
+def test_budgets_results_table_and_one_users_recommendations() -> None:
+    from rqvae_lib.retrieval.experiment import (
+        CPU_BUDGET,
+        FAST_BUDGET,
+        GPU_BUDGET,
+        RetrievalData,
+        choose_budget,
+        recommendation_table,
+        record,
+        results_frame,
+        validation_subset,
+    )
+    from rqvae_lib.retrieval.metrics import MetricValue
+
+    assert choose_budget(True, "cuda") is FAST_BUDGET
+    assert choose_budget(False, "cpu") is CPU_BUDGET and choose_budget(False, "cuda") is GPU_BUDGET
+    assert GPU_BUDGET.preset == "tiger" and GPU_BUDGET.max_users is None
+    assert CPU_BUDGET.max_users is None  # full mode scores every user, on any machine
+    config = CPU_BUDGET.seq2seq_config()
+    assert config.schedule == "inverse_sqrt" and config.on_nonfinite == "stop"
+
+    task = _task(0)
+    data = RetrievalData(
+        "toy", task.split, task.samples, task.item_ids, {i: f"item {i}" for i in task.item_ids}
+    )
+    val = validation_subset(data, 20, seed=1)
+    assert len(val.targets) == 20 and set(val.users) <= set(task.samples.val.users)
+    assert (
+        validation_subset(data, 20, seed=1) == val
+        and validation_subset(data, None, 1) is task.samples.val
+    )
+
+    model = _seq2seq(task, 1)
+    past, recs = recommendation_table(model, data, index=3, k=5)
+    assert past["item"].tolist() == task.samples.test.histories[3]
+    assert len(recs) == 5 and recs["hit"].sum() <= 1
+    assert recs["hit"].tolist() == [i == task.samples.test.targets[3] for i in recs["item"]]
+
+    metrics = {"recall@10": MetricValue(0.25, 0.01)}
+    frame = results_frame(
+        [record("a", model, None, metrics, 1.5), record("b", None, None, metrics, 0.1)]
+    )
+    assert frame["recall@10"].tolist() == ["0.2500 ± 0.0100"] * 2
+    assert results_frame([record("a", None, None, metrics, 0.0)], sem=False)["recall@10"][0] == 0.25

@@ -13,10 +13,11 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
@@ -33,9 +34,16 @@ from rqvae_lib.io import atomic_write
 from rqvae_lib.retrieval.metrics import MetricValue, most_popular, recall_ndcg
 from rqvae_lib.retrieval.sasrec import SASRec, SASRecConfig
 from rqvae_lib.retrieval.seq2seq import Seq2SeqConfig, TigerSeq2Seq
-from rqvae_lib.retrieval.sequences import RetrievalSplits, build_samples
+from rqvae_lib.retrieval.sequences import RetrievalSamples, RetrievalSplits, build_samples
 from rqvae_lib.retrieval.tokens import ItemTokenizer
-from rqvae_lib.retrieval.train import TrainConfig, TrainResult, evaluate, fit, fit_together
+from rqvae_lib.retrieval.train import (
+    TrainConfig,
+    TrainResult,
+    evaluate,
+    fit,
+    fit_together,
+    subset,
+)
 
 #: Where an item's semantic ID comes from, for the ID ablation.
 ID_SOURCES = ("rqvae", "rq-kmeans", "random")
@@ -47,7 +55,10 @@ TEST_KS = (5, 10, 20)
 SEQ2SEQ_PRESETS: dict[str, dict[str, Any]] = {
     "tiger": {},  # Seq2SeqConfig's defaults are TIGER's sizes
     "cpu": dict(d_model=128, n_head=4, n_encoder_layers=2, n_decoder_layers=2, d_ff=512),
-    "tiny": dict(d_model=64, n_head=4, n_encoder_layers=1, n_decoder_layers=1, d_ff=128),
+    # no dropout: short CPU budgets underfit, and dropout doubles a CPU training step
+    "tiny": dict(
+        d_model=64, n_head=4, n_encoder_layers=1, n_decoder_layers=1, d_ff=128, dropout=0.0
+    ),
 }
 
 
@@ -59,6 +70,72 @@ class RetrievalData(NamedTuple):
     samples: RetrievalSplits
     item_ids: list[int]  # the whole catalogue's P5 item ids
     titles: dict[int, str]  # P5 item id -> title ("(no title)" when missing)
+
+
+@dataclass(frozen=True)
+class RetrievalBudget:
+    """How much a retrieval run trains: one documented setting per machine, declared once.
+
+    The notebook and the benchmark read it; only epochs, users and time change between them,
+    never the task (split, history length, scoring).
+    """
+
+    name: str
+    preset: str  # seq2seq size, a key of SEQ2SEQ_PRESETS
+    max_users: int | None  # a seeded user subset; None: all users
+    epochs: int  # at most; the time budget may stop earlier (all models after the same epoch)
+    time_budget_s: float | None  # for the seq2seq models together
+    lr: float
+    warmup_steps: int
+    val_users: int | None  # validation users for model selection (None: all)
+    val_every: int
+    sasrec_epochs: int
+    sasrec_budget_s: float | None  # per SASRec loss
+    test_ks: tuple[int, ...]  # the test table's cut-offs; the beam is max(test_ks) wide
+    amp: bool = True  # bf16 on CUDA
+    deterministic: bool = True
+
+    def seq2seq_config(self, seed: int = DEFAULT_SEED, verbose: bool = True) -> TrainConfig:
+        """The :class:`TrainConfig` of the seq2seq models under this budget."""
+        return TrainConfig(
+            epochs=self.epochs, time_budget_s=self.time_budget_s, lr=self.lr,
+            schedule="inverse_sqrt", warmup_steps=self.warmup_steps, val_every=self.val_every,
+            ks=(5, 10), amp=self.amp, deterministic=self.deterministic, seed=seed,
+            verbose=verbose, on_nonfinite="stop",
+        )  # fmt: skip
+
+    def sasrec_config(self, seed: int = DEFAULT_SEED, verbose: bool = True) -> TrainConfig:
+        """The :class:`TrainConfig` of SASRec under this budget (constant lr 1e-3, as the paper)."""
+        return TrainConfig(
+            epochs=self.sasrec_epochs, time_budget_s=self.sasrec_budget_s, lr=1e-3, ks=(5, 10),
+            amp=self.amp, deterministic=self.deterministic, seed=seed, verbose=verbose,
+            on_nonfinite="stop",
+        )  # fmt: skip
+
+
+#: Fast mode (CI, 2 CPU cores): a user subset and the tiny model, every step still runs.
+FAST_BUDGET = RetrievalBudget(
+    "fast", "tiny", max_users=3000, epochs=4, time_budget_s=None, lr=3e-3, warmup_steps=50,
+    val_users=None, val_every=2, sasrec_epochs=4, sasrec_budget_s=None, test_ks=(5, 10),
+)  # fmt: skip
+#: Full mode on a CPU: every user, the tiny model, 18 minutes of seq2seq training in all.
+CPU_BUDGET = RetrievalBudget(
+    "cpu", "tiny", max_users=None, epochs=100, time_budget_s=1080.0, lr=3e-3, warmup_steps=200,
+    val_users=2000, val_every=1, sasrec_epochs=100, sasrec_budget_s=120.0, test_ks=(5, 10),
+)  # fmt: skip
+#: Full mode on a GPU: TIGER's model size, every user, the benchmark's budget.
+GPU_BUDGET = RetrievalBudget(
+    "gpu", "tiger", max_users=None, epochs=400, time_budget_s=420.0, lr=1e-3, warmup_steps=1000,
+    val_users=None, val_every=4, sasrec_epochs=400, sasrec_budget_s=100.0, test_ks=(5, 10, 20),
+    amp=False, deterministic=False,
+)  # fmt: skip
+
+
+def choose_budget(fast: bool, device: torch.device | str) -> RetrievalBudget:
+    """FAST_BUDGET in fast mode, else GPU_BUDGET on CUDA and CPU_BUDGET elsewhere."""
+    if fast:
+        return FAST_BUDGET
+    return GPU_BUDGET if torch.device(device).type == "cuda" else CPU_BUDGET
 
 
 def load_retrieval_data(
@@ -232,13 +309,19 @@ def run_seq2seq(
     preset: str,
     config: TrainConfig,
     test_ks: Sequence[int] = TEST_KS,
+    val_users: int | None = None,
 ) -> dict[str, tuple[TigerSeq2Seq, dict[str, Any]]]:
-    """Train one seq2seq per ID table in lockstep (same epochs), score each on the test split."""
+    """Train one seq2seq per ID table in lockstep (same epochs), score each on the test split.
+
+    ``val_users`` selects on a seeded subset of the validation users (cheaper beam searches on a
+    CPU); the test split is always scored on every user.
+    """
     models = {
         source: seq2seq_model(ids, item_ids, preset, config.seed)
         for source, (ids, item_ids) in id_tables.items()
     }
-    results = fit_together(models, data.samples.train, data.samples.val, config)
+    val = validation_subset(data, val_users, config.seed)
+    results = fit_together(models, data.samples.train, val, config)
     out = {}
     for source, model in models.items():
         test, seconds = score(model, data, config, test_ks)
@@ -256,18 +339,33 @@ def run_seq2seq(
                 ids=source,
                 preset=preset,
                 config=asdict(config),
+                val_users=len(val.targets),
                 tokens_per_item=model.tokenizer.tokens_per_item,
             ),
         )
     return out
 
 
+def validation_subset(data: RetrievalData, users: int | None, seed: int) -> RetrievalSamples:
+    """The validation samples of a seeded random subset of ``users`` users (all if None)."""
+    val = data.samples.val
+    if users is None or users >= len(val.targets):
+        return val
+    keep = sorted(random.Random(seed).sample(range(len(val.targets)), users))
+    return subset(val, keep)
+
+
 def run_sasrec(
-    data: RetrievalData, loss: str, config: TrainConfig, test_ks: Sequence[int] = TEST_KS
+    data: RetrievalData,
+    loss: str,
+    config: TrainConfig,
+    test_ks: Sequence[int] = TEST_KS,
+    val_users: int | None = None,
 ) -> tuple[SASRec, dict[str, Any]]:
     """Train SASRec with ``loss`` ("bce": one negative, as TIGER's table; "ce": full softmax)."""
     model = sasrec_model(data.item_ids, loss, config.seed)
-    result = fit(model, data.samples.train, data.samples.val, config)
+    val = validation_subset(data, val_users, config.seed)
+    result = fit(model, data.samples.train, val, config)
     test, seconds = score(model, data, config, test_ks)
     name = f"SASRec ({'BCE, one negative' if loss == 'bce' else 'softmax cross-entropy'})"
     return model, record(
@@ -286,3 +384,55 @@ def run_most_popular(data: RetrievalData, ks: Sequence[int] = TEST_KS) -> dict[s
         "most popular", None, None, metrics, time.perf_counter() - start, dataset=data.split,
         model="most-popular",
     )  # fmt: skip
+
+
+#: TIGER's table on Beauty (Rajput et al. 2023, Table 2; P5 split, full item IDs):
+#: https://arxiv.org/abs/2305.05065. SASRec there is trained with the BCE loss.
+PAPER_BEAUTY: dict[str, dict[str, float]] = {
+    "TIGER (paper)": {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384},
+    "SASRec, BCE (TIGER's table)": {
+        "recall@5": 0.0387, "ndcg@5": 0.0249, "recall@10": 0.0605, "ndcg@10": 0.0318,
+    },
+}  # fmt: skip
+
+
+def results_frame(records: Sequence[Mapping[str, Any]], sem: bool = True) -> pd.DataFrame:
+    """One row per record: test Recall/NDCG (``mean ± se`` strings, or floats), epochs, seconds."""
+    rows = []
+    for r in records:
+        row: dict[str, Any] = {"dataset": r.get("dataset", ""), "model": r["name"]}
+        if "job" in r:  # benchmark records: main run or ID ablation
+            row["job"] = r["job"]
+        for metric, (mean, se) in r["test"].items():
+            row[metric] = f"{mean:.4f} ± {se:.4f}" if sem else mean
+        if "epochs" in r:
+            row["epochs (best)"] = f"{r['epochs']} ({r['best_epoch']})"
+            row["train s"] = r["train_seconds"]
+        row["test s"] = r["eval_seconds"]
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    return frame.astype(object).where(frame.notna(), "")
+
+
+def recommendation_table(
+    model: nn.Module, data: RetrievalData, index: int, k: int = 10
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One test user: their history (oldest first) and the model's top ``k`` with titles.
+
+    The second frame marks the held-out test item (``hit``) and whether an item is already in the
+    history (scored as any other item: no masking).
+    """
+    test = data.samples.test
+    history, target = test.histories[index], test.targets[index]
+    top = model.recommend([history], k, users=[test.users[index]])[0].tolist()  # type: ignore[operator]
+    past = pd.DataFrame({"item": history, "title": [data.titles[i] for i in history]})
+    recs = pd.DataFrame(
+        {
+            "rank": range(1, len(top) + 1),
+            "item": top,
+            "title": [data.titles.get(i, "(none)") for i in top],
+            "hit": [i == target for i in top],
+            "in history": [i in set(history) for i in top],
+        }
+    )
+    return past, recs.set_index("rank")
