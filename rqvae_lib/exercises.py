@@ -171,6 +171,133 @@ def _describe(x: Any) -> str:
     return f"a {type(x).__name__}"
 
 
+# -- notebook 01: the data ----------------------------------------------------------------------
+
+
+def _one_number(answer: Any) -> float | str:
+    """A number answer as a float, or a hint when it is not one number."""
+    if callable(answer):
+        return "Answer with a number, such as 0.5, not a function."
+    if isinstance(answer, torch.Tensor) and answer.numel() != 1:
+        return f"Answer with one number; got {_describe(answer)}."
+    if isinstance(answer, (str, bytes, bool)):
+        return f"Answer with a number, such as 0.5; got {answer!r}."
+    try:
+        return float(answer)
+    except (TypeError, ValueError, RuntimeError):
+        return f"Answer with one number, such as 0.5; got a {type(answer).__name__}."
+
+
+def _item_rows() -> list:
+    """Rows like those of ``load_items``: one complete, then each with a field missing."""
+    import pandas as pd
+
+    rows = [
+        ("OPI Nail Lacquer, Simmer and Shimmer", "OPI", ["Makeup", "Nails", "Nail Polish"], 12.0),
+        ("Rose Water Toner", "Heritage", ["Skin Care", "Face"], 7.5),
+        ("Clip-in Hair Extensions", None, ["Hair Care", "Styling Products"], None),
+        ("Paraffin Spa Bath", "Dr. Scholl's", ["Skin Care", "Hands & Nails"], float("nan")),
+        ("Eyelid Adhesive Tapes", float("nan"), [], 4.783),
+    ]
+    return [
+        pd.Series({"title": t, "brand": b, "categories": c, "price": p}, dtype=object)
+        for t, b, c, p in rows
+    ]
+
+
+@exercise(
+    "01-item-text",
+    question="Write my_item_text(row): the text of one item (a row of the item table, with "
+    "title, brand, categories and price) in the template 'Title: ...; Brand: ...; Categories: "
+    "a, b, c; Price: $12.00', leaving out every field that is missing (None or NaN, or an "
+    "empty list of categories).",
+    placeholder=_unwritten,
+    explanation="Each present field becomes 'Name: value', the categories joined by ', ' and the "
+    "price with two decimals, and the parts are joined by '; '. A missing field is left out "
+    "rather than written as 'None' or 'nan', which the sentence encoder would read as words. "
+    "rqvae_lib.data.item_text is the same function.",
+)
+@_function_exercise
+def _item_text(answer: Any) -> str | None:
+    from .data.amazon import item_text
+
+    for row in _item_rows():
+        want = item_text(row)
+        got = call(answer, row.copy())
+        if not isinstance(got, str):
+            return f"Return the text as one str; got {_describe(got)}."
+        if got.strip() == want:
+            continue
+        missing = [f for f in ("Brand", "Categories", "Price") if f"{f}:" not in want]
+        written = [f for f in missing if f"{f}:" in got]
+        if written:
+            return (
+                f"This row has no {written[0].lower()}, and your text writes it anyway: {got!r}. "
+                "Leave a missing field out (test it with pd.isna(value), or for the categories "
+                "len(value) == 0), so that no 'None' or 'nan' reaches the encoder."
+            )
+        fields = {"Title": "a title", "Brand": "a brand", "Categories": "categories"}
+        fields["Price"] = "a price"
+        left_out = [name for f, name in fields.items() if f"{f}:" in want and f"{f}:" not in got]
+        if left_out:
+            return (
+                f"This row has {left_out[0]}, and your text leaves it out: expected {want!r}, "
+                f"got {got!r}."
+            )
+        if "[" in got or " > " in got:
+            return (
+                "Join the categories with ', ' (', '.join(row['categories'])), not as a Python "
+                f"list or a path: expected {want!r}."
+            )
+        if "Price:" in want and want.split("Price: ")[1] not in got:
+            return (
+                'Write the price with a dollar sign and two decimals, f"${price:.2f}": '
+                f"expected {want!r}, got {got!r}."
+            )
+        if "; " in want and "; " not in got:
+            return f"Separate the fields with '; ' (a semicolon and a space): expected {want!r}."
+        return f"For this row the text should be {want!r}; yours is {got!r}."
+    return None
+
+
+@exercise(
+    "01-mean-cosine",
+    question="The embeddings have unit length and their mean vector has norm 0.65. What is the "
+    "average cosine similarity x_i . x_j over all pairs of items (i, j), each item paired with "
+    "every item, itself included? Answer with a number.",
+    explanation="The average of x_i . x_j over all pairs is (1/n sum_i x_i) . (1/n sum_j x_j), "
+    "the squared norm of the mean: 0.65^2, about 0.42. Two items picked at random are about as "
+    "similar as two vectors 65 degrees apart: a narrow cone. (The n pairs of an item with itself "
+    "change this by about 1/n, nothing for 12,101 items.)",
+)
+def _mean_cosine(answer: Any) -> str | None:
+    value = _one_number(answer)
+    if isinstance(value, str):
+        return value
+    if abs(value - 0.65**2) <= 0.008:
+        return None
+    if math.isclose(value, 0.65, abs_tol=0.006):
+        return (
+            "0.65 is the norm of the mean vector itself. Write the average over all pairs, "
+            "(1/n^2) sum_i sum_j x_i . x_j, as the dot product of two averages."
+        )
+    if math.isclose(value, 0.65**0.5, abs_tol=0.006):
+        return "Not the square root: the average dot product is the mean vector dotted with itself."
+    if math.isclose(value, 1 - 0.65**2, abs_tol=0.008) or math.isclose(value, 0.35, abs_tol=0.006):
+        return "Close, but that is one minus it: what is the mean vector dotted with itself?"
+    if value == 0:
+        return (
+            "0 would be the answer for directions spread evenly over the sphere, whose mean "
+            "is near 0. Here the mean has norm 0.65."
+        )
+    if value == 1:
+        return "1 would need every embedding to be the same vector, whose mean has norm 1."
+    return (
+        "Write the average over all n^2 pairs, (1/n^2) sum_i sum_j x_i . x_j, as "
+        "((1/n) sum_i x_i) . ((1/n) sum_j x_j): the mean vector dotted with itself."
+    )
+
+
 # -- notebook 02: the quantizer from scratch --------------------------------------------------
 
 
@@ -375,3 +502,617 @@ def _residual_loop(answer: Any) -> str | None:
         "Your IDs are right, but the reconstruction is not the sum of the chosen codes, "
         "codebooks[0][ids[:, 0]] + codebooks[1][ids[:, 1]] + ..."
     )
+
+
+def _vq_losses_case() -> tuple[torch.Tensor, torch.Tensor]:
+    """Residuals (N, D) and a codebook (K, D); N, K and D all differ."""
+    gen = torch.Generator().manual_seed(5)
+    return torch.randn(50, 3, generator=gen), torch.randn(7, 3, generator=gen)
+
+
+def _vq_losses_grads(answer: Any, r: torch.Tensor, codebook: torch.Tensor, which: int):
+    """Backpropagate loss ``which`` (0: codebook, 1: commitment) of the student's function from
+    fresh leaves; return the gradients of r and of the codebook (None when none reached it)."""
+    r_leaf, book_leaf = r.clone().requires_grad_(), codebook.clone().requires_grad_()
+    loss = call(answer, r_leaf, book_leaf, 0.25)[which]
+    if not loss.requires_grad:
+        return None, None
+    loss.backward()
+    grads = (r_leaf.grad, book_leaf.grad)
+    return tuple(g if g is not None and g.abs().sum() > 0 else None for g in grads)
+
+
+@exercise(
+    "02-vq-losses",
+    question="Write my_vq_losses(r, codebook, beta): for one level, with r (N, D) the vectors it "
+    "quantizes and a codebook (K, D), return (codebook_loss, commitment_loss): "
+    "||sg[r] - e||^2 and beta * ||r - sg[e]||^2, e the nearest code of each row, each squared "
+    "norm averaged over the rows and the D coordinates, with .detach() as sg.",
+    placeholder=_unwritten,
+    explanation="The two losses have the same value up to beta; only the stop-gradients tell "
+    "them apart. The codebook loss sends its gradient to the codes only (r is detached), pulling "
+    "each code towards the vectors it wins; the commitment loss sends its gradient to r only "
+    "(e is detached), pulling the encoder's output towards its code.",
+)
+@_function_exercise
+def _vq_losses(answer: Any) -> str | None:
+    r, codebook = _vq_losses_case()
+    (n, d), beta = r.shape, 0.25
+    out = call(answer, r.clone(), codebook.clone(), beta)
+    if isinstance(out, torch.Tensor) or not isinstance(out, (tuple, list)) or len(out) != 2:
+        return (
+            "Return two things, `return codebook_loss, commitment_loss`, each a scalar tensor; "
+            f"got {_describe(out)}."
+        )
+    if not all(isinstance(x, torch.Tensor) for x in out):
+        return "Return torch tensors (for example the .mean() of a tensor), not Python numbers."
+    if any(x.numel() != 1 for x in out):
+        return (
+            f"Each loss must be a single number; got shapes {_shape(out[0])} and {_shape(out[1])}. "
+            "Average the squared differences over the rows and the coordinates: .mean()."
+        )
+    got_book, got_commit = (float(x) for x in out)
+    e = codebook[(r[:, None, :] - codebook[None, :, :]).pow(2).sum(-1).argmin(1)]  # (N, D)
+    want = float((e - r).pow(2).mean())
+
+    def near(a: float, b: float) -> bool:
+        return math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-7)
+
+    if not (near(got_book, want) and near(got_commit, beta * want)):
+        if near(got_book, beta * want) and near(got_commit, want):
+            return (
+                "The two losses are swapped: return (codebook_loss, commitment_loss), with beta "
+                "on the commitment loss."
+            )
+        if near(got_book, want) and near(got_commit, want):
+            return "The commitment loss is missing its factor beta: beta * ||r - sg[e]||^2."
+        if near(got_book, want * d) or near(got_book, want * n * d):
+            return (
+                "You summed the squared differences. Average them over the rows and the D "
+                "coordinates, as torch.nn.functional.mse_loss does: .pow(2).mean()."
+            )
+        return (
+            f"The codebook loss should be {want:.4f} here, yours is {got_book:.4f}: pick e = "
+            "codebook[k] with k the nearest code of each row of r (squared distance), then "
+            "average (e - r)**2 over all N x D entries."
+        )
+    to_r, to_book = _vq_losses_grads(answer, r, codebook, 0)
+    if to_book is None:
+        return (
+            "The codebook loss does not reach the codebook. It must train the codes: take e = "
+            "codebook[k] without .detach(), and detach r instead."
+        )
+    if to_r is not None:
+        return (
+            "The values are right, but the codebook loss also sends a gradient to r: it would "
+            "move the encoder too. Write it with sg[r], that is r.detach()."
+        )
+    to_r, to_book = _vq_losses_grads(answer, r, codebook, 1)
+    if to_r is None:
+        return (
+            "The commitment loss does not reach r. It must train the encoder: keep r as it is "
+            "and detach the code, e.detach()."
+        )
+    if to_book is not None:
+        return (
+            "The values are right, but the commitment loss also sends a gradient to the "
+            "codebook. Write it with sg[e], that is e.detach(), so that only r moves."
+        )
+    return None
+
+
+# -- notebook 03: training ----------------------------------------------------------------------
+
+
+@exercise(
+    "03-training-steps",
+    question="The training split holds 10,891 items, a batch holds 1024 and the last, smaller "
+    "batch of each epoch is kept. How many optimizer steps does a 100-epoch run take? Answer "
+    "with a number.",
+    explanation="An epoch takes ceil(10,891 / 1024) = 11 batches, the last one with 651 items, "
+    "and each batch is one optimizer step: 11 x 100 = 1,100 steps. Steps are the clock of the "
+    "cosine schedule (it decays per step) and of the dead-code restarts: dead_code_steps=10 "
+    "means about one epoch here.",
+)
+def _training_steps(answer: Any) -> str | None:
+    value = _one_number(answer)
+    if isinstance(value, str):
+        return value
+    if value == 1100:
+        return None
+    if value == 1000:
+        return (
+            "10,891 / 1024 is 10.6: ten full batches and one of 651 items, which is kept and "
+            "is a step too."
+        )
+    if value == 11:
+        return "11 is one epoch. The run has 100 of them."
+    if value == 100:
+        return "100 is the number of epochs; each epoch takes several batches, one step each."
+    if 1063 <= value <= 1064:
+        return (
+            "A step is one batch, and a batch never spans two epochs: count the batches of one "
+            "epoch first (the last one smaller), then multiply by the epochs."
+        )
+    if value == 10891 * 100:
+        return "That is how many items the run sees. A step takes a whole batch of them."
+    return (
+        "Count the batches of one epoch, ceil(10,891 / 1024), the last one smaller; each batch "
+        "is one optimizer step. Then multiply by the number of epochs."
+    )
+
+
+@exercise(
+    "03-mean-baseline",
+    question="A decoder that ignores the semantic ID and outputs the same vector for every item "
+    "does best with the mean of the embeddings, m. The embeddings have unit length and ||m|| = "
+    "0.65 (notebook 01). What relative error sum ||x - m||^2 / sum ||x||^2 does it get? "
+    "Answer with a number.",
+    explanation="sum_i ||x_i - m||^2 = sum_i ||x_i||^2 - n ||m||^2, and sum_i ||x_i||^2 = n for "
+    "unit vectors, so the relative error is 1 - ||m||^2 = 1 - 0.65^2, about 0.58. Predicting 0 "
+    "gives 1; the mean already explains 42% of the squared norm, because the embeddings sit in a "
+    "narrow cone. A model's error is worth reading against this baseline, not against 1.",
+)
+def _mean_baseline(answer: Any) -> str | None:
+    value = _one_number(answer)
+    if isinstance(value, str):
+        return value
+    if abs(value - (1 - 0.65**2)) <= 0.008:
+        return None
+    if value == 1:
+        return (
+            "1 is the relative error of predicting 0 for every item. The mean is a better "
+            "constant: expand ||x - m||^2 = ||x||^2 - 2 x . m + ||m||^2 and sum over the items."
+        )
+    if math.isclose(value, 0.65**2, abs_tol=0.008):
+        return (
+            "0.42 = ||m||^2 is the share the mean explains. The relative error is what is "
+            "left: sum ||x - m||^2 over sum ||x||^2."
+        )
+    if math.isclose(value, 0.35, abs_tol=0.006):
+        return "Square the norm: sum_i ||x_i - m||^2 = sum_i ||x_i||^2 - n ||m||^2."
+    if value == 0:
+        return "0 would be a perfect reconstruction; one vector for every item cannot do that."
+    return (
+        "Expand ||x_i - m||^2 = ||x_i||^2 - 2 x_i . m + ||m||^2 and sum over the n items: "
+        "sum_i x_i = n m, and every ||x_i||^2 is 1."
+    )
+
+
+def _collision_cases() -> list[torch.Tensor]:
+    """ID tables: a hand-made one (one ID shared by 3 items, one by 2, ids that share a first
+    code only) and a random one with many collisions."""
+    hand = torch.tensor(
+        [[1, 2, 3], [1, 2, 3], [1, 2, 3], [1, 2, 4], [0, 5, 5], [0, 5, 5], [2, 2, 2],
+         [3, 0, 1], [3, 1, 0], [4, 4, 4]]
+    )  # fmt: skip
+    gen = torch.Generator().manual_seed(6)
+    return [hand, torch.randint(0, 3, (60, 3), generator=gen), torch.arange(12).reshape(4, 3)]
+
+
+@exercise(
+    "03-collision-rate",
+    question="Write my_collision_rate(ids): for a table of semantic IDs (N, L), one row per item, "
+    "return the share of the N items whose full ID (all L codes) is also the ID of at least one "
+    "other item: a number between 0 and 1.",
+    placeholder=_unwritten,
+    explanation="Count how many items hold each distinct ID (torch.unique(ids, dim=0, "
+    "return_inverse=True, return_counts=True)); an item is in a collision when its ID's count is "
+    "above 1. An ID shared by 3 items puts all 3 in a collision, so the rate is not "
+    "1 - distinct IDs / N, which counts only the 2 extra ones. rqvae_lib.codebook_stats reports "
+    "it as collision_rate.",
+)
+@_function_exercise
+def _collision_rate(answer: Any) -> str | None:
+    for ids in _collision_cases():
+        value = _one_number(call(answer, ids.clone()))
+        if isinstance(value, str):
+            return value.replace("Answer with", "Return")
+        n = len(ids)
+        _, inverse, counts = torch.unique(ids, dim=0, return_inverse=True, return_counts=True)
+        want = float((counts[inverse] > 1).float().mean())
+        if math.isclose(value, want, abs_tol=1e-6):
+            continue
+        if math.isclose(value, 1 - len(counts) / n, abs_tol=1e-6):
+            return (
+                "1 - (distinct IDs) / N counts only the extra items: an ID held by 3 items "
+                "adds 2 to it, but all 3 items collide. Count, for each item, how many items "
+                "share its ID."
+            )
+        if math.isclose(value, want * n, abs_tol=1e-6):
+            return f"That is the number of items in a collision; divide by N = {n} for a share."
+        if math.isclose(value, float((counts > 1).float().mean()), abs_tol=1e-6):
+            return (
+                "That is the share of distinct IDs that are shared. The question counts items: "
+                "the share of the N rows whose ID appears more than once."
+            )
+        _, inv1, c1 = torch.unique(ids[:, 0], return_inverse=True, return_counts=True)
+        if math.isclose(value, float((c1[inv1] > 1).float().mean()), abs_tol=1e-6):
+            return (
+                "You compared the first codes only. Two items collide when their whole IDs, "
+                "all L codes, are equal: compare rows (torch.unique(ids, dim=0, ...))."
+            )
+        return (
+            f"For ids = {ids.tolist()} the collision rate is {want:.4f}, not {value:.4g}: the "
+            "share of rows whose whole row appears at least twice in the table."
+        )
+    return None
+
+
+# -- notebook 04: codebook usage --------------------------------------------------------------
+
+
+def _usage_count_cases() -> list[torch.Tensor]:
+    """Items per code of a few levels: an uneven one with dead codes, one code taking every
+    item, and an even one with no dead code."""
+    gen = torch.Generator().manual_seed(4)
+    uneven = torch.randint(0, 6, (40,), generator=gen) * torch.randint(0, 4, (40,), generator=gen)
+    one_code = torch.zeros(12, dtype=torch.long)
+    one_code[3] = 50
+    return [uneven, one_code, torch.full((7,), 3, dtype=torch.long)]
+
+
+def _as_number(out: Any) -> float | str:
+    """The student's result as a float, or a hint when it is not one number."""
+    if isinstance(out, torch.Tensor) and out.numel() != 1:
+        return f"Return one number; got {_describe(out)}."
+    if isinstance(out, (str, bytes, bool)):
+        return f"Return one number; got {out!r}."
+    try:
+        return float(out)
+    except (TypeError, ValueError, RuntimeError):
+        return f"Return one number; got {_describe(out)}."
+
+
+@exercise(
+    "04-dead-fraction",
+    question="Write my_dead_fraction(counts): counts (K,) holds how many items each of a level's "
+    "K codes got; return the fraction of the K codes that are dead (no item uses them), a "
+    "number between 0 and 1.",
+    placeholder=_unwritten,
+    explanation="A dead code has count 0, so the fraction is (counts == 0).sum() / K, that is "
+    "(counts == 0).float().mean(). One minus it is the level's usage: the fraction of codes in "
+    "use.",
+)
+@_function_exercise
+def _dead_fraction(answer: Any) -> str | None:
+    for counts in _usage_count_cases():
+        value = _as_number(call(answer, counts.clone()))
+        if isinstance(value, str):
+            return value
+        k, dead = len(counts), int((counts == 0).sum())
+        if math.isclose(value, dead / k, abs_tol=1e-6):
+            continue
+        if math.isclose(value, 1 - dead / k, abs_tol=1e-6):
+            return (
+                "That is the fraction of codes in use (the usage). A dead code is one that no "
+                "item uses: its count is 0."
+            )
+        if math.isclose(value, dead, abs_tol=1e-6):
+            return (
+                f"That is the number of dead codes ({dead} of these {k}); divide it by K, the "
+                "number of codes, to get a fraction."
+            )
+        if math.isclose(value, dead / float(counts.sum()), abs_tol=1e-6):
+            return (
+                "You divided by the number of items, counts.sum(). The fraction is over the "
+                "codes: divide by K = len(counts)."
+            )
+        if math.isclose(value, float((counts <= 1).float().mean()), abs_tol=1e-6):
+            return "A code that one item uses is alive: dead means a count of exactly 0."
+        return (
+            f"For counts = {counts.tolist()} the answer is {dead}/{k}, not {value:.4g}: count "
+            "the codes whose count is 0 and divide by K."
+        )
+    return None
+
+
+def _entropy(counts: torch.Tensor) -> float:
+    p = counts.double() / counts.sum()
+    p = p[p > 0]
+    return float(-(p * p.log()).sum())
+
+
+@exercise(
+    "04-perplexity",
+    question="Write my_perplexity(counts): from a level's usage counts (K,) (items per code), "
+    "return its perplexity exp(H), with H = -sum_k p_k ln p_k, p_k = counts[k] / counts.sum(), "
+    "and 0 ln 0 taken as 0.",
+    placeholder=_unwritten,
+    explanation="Dead codes have p_k = 0 and add nothing to H, so the perplexity depends only on "
+    "how the items spread over the codes in use: K when all K are used equally, 1 when one code "
+    "takes every item. rqvae_lib.evaluate.perplexity computes the same (with a tiny epsilon in "
+    "the log instead of leaving the zeros out).",
+)
+@_function_exercise
+def _perplexity(answer: Any) -> str | None:
+    for counts in _usage_count_cases():
+        value = _as_number(call(answer, counts.clone()))
+        if isinstance(value, str):
+            return value
+        h = _entropy(counts)
+        if math.isclose(value, math.exp(h), rel_tol=1e-4):
+            continue
+        if math.isnan(value):
+            return (
+                "You got nan: a dead code has p = 0, and 0 * log(0) = 0 * (-inf) is nan in "
+                "floating point. Leave the dead codes out (p = p[p > 0]) before the sum."
+            )
+        if math.isclose(value, h, rel_tol=1e-4, abs_tol=1e-6):
+            return "That is the entropy H. The perplexity is exp(H)."
+        if math.isclose(value, h / math.log(2), rel_tol=1e-4, abs_tol=1e-6):
+            return "That is the entropy in bits. The perplexity is exp(H) (or 2 ** H in bits)."
+        if math.isclose(value, math.exp(-h), rel_tol=1e-4):
+            return "Mind the sign: H = -sum_k p_k ln p_k is never negative, so exp(H) >= 1."
+        if math.isclose(value, int((counts > 0).sum()), rel_tol=1e-6):
+            return (
+                "That is the number of codes in use. The perplexity weighs them by their shares: "
+                "it equals that number only when the codes in use get equal counts."
+            )
+        c = counts.double()[counts > 0]
+        if math.isclose(value, math.exp(float(-(c * c.log()).sum())), rel_tol=1e-4) or (
+            math.isinf(value)
+        ):
+            return "Turn the counts into shares first: p = counts / counts.sum()."
+        return (
+            f"For counts = {counts.tolist()} the perplexity is {math.exp(h):.4f}, not "
+            f"{value:.4g}. Compute p = counts / counts.sum(), H = -sum(p * ln p) over the codes "
+            "with p > 0, then exp(H)."
+        )
+    return None
+
+
+@exercise(
+    "04-higher-perplexity",
+    question="Two levels of K = 256 codes hold the same 10,000 items. Level A uses 4 codes, "
+    "2,500 items each (252 codes dead). Level B uses all 256 codes: one holds 9,745 items and "
+    "each of the other 255 holds 1 item. Which level has the higher perplexity? Answer 'A' or "
+    "'B'.",
+    explanation="A: four equal shares, perplexity exactly 4. B: p = 0.9745 on one code and "
+    "0.0001 on 255 others, H = 0.26 nats, perplexity about 1.3. Usage counts the codes that at "
+    "least one item uses; perplexity counts codes in *effective* use, so a level can use every "
+    "code and still give nearly every item the same one.",
+)
+def _higher_perplexity(answer: Any) -> str | None:
+    if not isinstance(answer, str):
+        return f"Answer with the letter of the level, 'A' or 'B' (a string); got {answer!r}."
+    letter = answer.strip().strip("'\"").upper()
+    if letter == "A":
+        return None
+    if letter == "B":
+        return (
+            "B uses more codes (256 against 4), but usage is not perplexity: 9,745 of B's "
+            "10,000 items sit on one code. Compute exp(H) for both, for example with "
+            "rqvae_lib.evaluate.perplexity on a list of codes, or with your my_perplexity."
+        )
+    return f"Answer 'A' or 'B'; got {answer!r}."
+
+
+# -- notebook 05: what the semantic IDs mean --------------------------------------------------
+
+
+def _small_ids(seed: int, n: int = 40, levels: int = 3, k: int = 3) -> torch.Tensor:
+    """Random IDs over few codes, so that prefixes and full IDs are often shared."""
+    return torch.randint(0, k, (n, levels), generator=torch.Generator().manual_seed(seed))
+
+
+def _reference_suffix(ids: torch.Tensor) -> torch.Tensor:
+    from .semantic_ids import add_collision_suffix
+
+    return add_collision_suffix(ids)
+
+
+@exercise(
+    "05-collision-suffix",
+    question="Write my_collision_suffix(ids): for semantic IDs (N, L), return (N, L + 1): the "
+    "IDs with one more column, 0 for the first row (in row order) with a given ID, 1 for the "
+    "second row with that same ID, and so on, like rqvae_lib.semantic_ids.add_collision_suffix.",
+    placeholder=_unwritten,
+    explanation="Walk the rows in order and keep a count per ID (a dict from the ID tuple to how "
+    "many rows had it so far): the suffix is that count before adding the row. Rows that share "
+    "an ID now differ in the last column, so every row is unique; an ID of its own gets 0.",
+)
+@_function_exercise
+def _collision_suffix(answer: Any) -> str | None:
+    for ids in (_small_ids(5, n=30, levels=2), _small_ids(6), torch.arange(12).reshape(4, 3)):
+        (n, levels), ref = ids.shape, _reference_suffix(ids)
+        out = call(answer, ids.clone())
+        if not isinstance(out, torch.Tensor):
+            try:
+                out = torch.as_tensor(out)
+            except (TypeError, ValueError, RuntimeError):
+                return f"Return a tensor of shape (N, L + 1); got {_describe(out)}."
+        if out.shape == (n,):
+            return (
+                "You returned the suffix column alone. Return the IDs with it as one more "
+                "column: torch.cat([ids, suffix[:, None]], dim=1)."
+            )
+        if out.shape != (n, levels + 1):
+            return f"Expected shape (N, L + 1) = {(n, levels + 1)}; got {_shape(out)}."
+        if out.is_floating_point():
+            return f"Return integer codes (torch.long); got {out.dtype}."
+        out = out.long()
+        if not torch.equal(out[:, :levels], ids):
+            return (
+                "The first L columns must be the IDs as they were, in the same row order; the "
+                "suffix goes in the last column."
+            )
+        suffix, want = out[:, -1], ref[:, -1]
+        if torch.equal(suffix, want):
+            continue
+        _, inverse, counts = torch.unique(ids, dim=0, return_inverse=True, return_counts=True)
+        if torch.equal(suffix, want + 1):
+            return "Start counting at 0: the first row with an ID gets suffix 0."
+        if torch.equal(suffix, counts[inverse]) or torch.equal(suffix, counts[inverse] - 1):
+            return (
+                "Your suffix is the size of the item's group, the same number for every row "
+                "that shares the ID, so they still collide. Number the rows of a group 0, 1, "
+                "2, ... instead."
+            )
+        if torch.equal(suffix, counts[inverse] - 1 - want):
+            return (
+                "You numbered each group from its last row. Count in row order: the first gets 0."
+            )
+        if torch.unique(out, dim=0).shape[0] < n:
+            return "Some rows still share a full ID after your suffix: count within each ID."
+        return (
+            "Your IDs are unique, but not TIGER's suffix: it counts within each ID, 0 for its "
+            f"first row, 1 for the next... For ids {ids[:6].tolist()}... the suffixes start "
+            f"{want[:6].tolist()}."
+        )
+    return None
+
+
+def _count_cases() -> list[tuple[torch.Tensor, tuple[int, ...]]]:
+    ids = _small_ids(7, n=60)
+    return [(ids, (1,)), (ids, (1, 2)), (ids, (2, 0, 1)), (ids, (0, 2))]
+
+
+@exercise(
+    "05-count-under-prefix",
+    question="Write my_count_under_prefix(ids, prefix): the number of rows of ids (N, L) whose "
+    "ID starts with the codes in prefix, a tuple of 1 to L codes: (17,) counts the items whose "
+    "first code is 17, (17, 203) those whose first two codes are 17 and 203.",
+    placeholder=_unwritten,
+    explanation="Compare the first len(prefix) columns with the prefix and require every one to "
+    "match: (ids[:, :d] == torch.tensor(prefix)).all(dim=1).sum(), d = len(prefix). That is "
+    "the size of the prefix's node in the tree of section 3.",
+)
+@_function_exercise
+def _count_under_prefix(answer: Any) -> str | None:
+    for ids, prefix in _count_cases():
+        d = len(prefix)
+        out = call(answer, ids.clone(), prefix)
+        if isinstance(out, torch.Tensor) and out.numel() == len(ids):
+            return "You returned one value per row (a mask?). Return how many rows match: .sum()."
+        value = _as_number(out)
+        if isinstance(value, str):
+            return value
+        head = ids[:, :d] == torch.tensor(prefix)
+        want = int(head.all(1).sum())
+        if value == want:
+            continue
+        if value == int(head[:, -1].sum()) and d > 1:
+            return (
+                f"You compared only code {d} of the IDs with the prefix's last code. A prefix "
+                f"is all of the first {d} codes: every one of them must match."
+            )
+        if value == int(head[:, 0].sum()) and d > 1:
+            return f"You compared only the first code; all {d} codes of the prefix must match."
+        if value == int(head.any(1).sum()):
+            return (
+                "A row matches when all of its first codes equal the prefix: .all(dim=1), not .any."
+            )
+        if value == want / len(ids):
+            return "That is the share of the rows; return their number."
+        return (
+            f"For prefix {prefix} the answer is {want}, not {value:g}: count the rows whose "
+            f"first {d} codes are {prefix}."
+        )
+    return None
+
+
+def _pair_cases() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
+    ids = _small_ids(8, n=30)
+    gen = torch.Generator().manual_seed(9)
+    a, b = torch.randint(0, 30, (200,), generator=gen), torch.randint(0, 30, (200,), generator=gen)
+    return [(ids, a, b, 1), (ids, a, b, 2), (ids, a, b, 3)]
+
+
+@exercise(
+    "05-prefix-share",
+    question="Write my_prefix_share(ids, a, b, depth): a and b are (P,) row indices, pair i is "
+    "rows a[i] and b[i] of ids (N, L); return the fraction of the P pairs whose IDs share their "
+    "first depth codes (depth 1: the same first code).",
+    placeholder=_unwritten,
+    explanation="Two IDs share a prefix of depth d when all of their first d codes are equal: "
+    "(ids[a, :d] == ids[b, :d]).all(dim=1).float().mean(). This is the pairs column of "
+    "section 5's table, at each depth.",
+)
+@_function_exercise
+def _prefix_share(answer: Any) -> str | None:
+    for ids, a, b, depth in _pair_cases():
+        value = _as_number(call(answer, ids.clone(), a.clone(), b.clone(), depth))
+        if isinstance(value, str):
+            return value
+        same = ids[a, :depth] == ids[b, :depth]  # (P, depth)
+        want = float(same.all(1).float().mean())
+        if math.isclose(value, want, abs_tol=1e-6):
+            continue
+        if math.isclose(value, float(same[:, -1].float().mean()), abs_tol=1e-6):
+            return (
+                f"You compared only code {depth}. Sharing a prefix of depth {depth} means the "
+                f"first {depth} codes are all equal, not just the last of them."
+            )
+        if math.isclose(value, float(same.any(1).float().mean()), abs_tol=1e-6):
+            return "Every one of the first depth codes must be equal: .all(dim=1), not .any."
+        if math.isclose(value, float(same.all(1).sum()), abs_tol=1e-6):
+            return "That is the number of pairs; divide by the number of pairs, P = len(a)."
+        if math.isclose(value, float((ids[a] == ids[b]).all(1).float().mean()), abs_tol=1e-6):
+            return f"You compared whole IDs; compare only the first depth = {depth} codes."
+        return (
+            f"For depth {depth} the share is {want:.4f}, not {value:.4g}: a pair counts when "
+            f"the first {depth} codes of ids[a[i]] and ids[b[i]] are all equal."
+        )
+    return None
+
+
+
+# -- notebook 06: generative retrieval ----------------------------------------------------------
+
+
+@exercise(
+    "06-ndcg",
+    question="Write ndcg_at_k(rank, k): the NDCG@k of one user whose held-out item is at 1-based "
+    "position `rank` of the ranked list (rank 0 means it is not in the list at all).",
+    placeholder=_unwritten,
+    explanation="One relevant item: the ideal DCG is 1, so NDCG@k = 1 / log2(rank + 1) for a hit "
+    "at rank <= k, and 0 for a miss or a hit below k.",
+)
+@_function_exercise
+def _ndcg(answer: Any) -> str | None:
+    cases = [(1, 10), (2, 10), (3, 5), (10, 10), (11, 10), (0, 10), (6, 5), (5, 20)]
+    for rank, k in cases:
+        try:
+            got = float(call(answer, rank, k))
+        except ZeroDivisionError:
+            got = math.inf
+        want = 1.0 / math.log2(rank + 1) if 0 < rank <= k else 0.0
+        if not math.isclose(got, want, abs_tol=1e-9):
+            if rank == 1 and math.isinf(got):
+                return "At rank 1 the discount is log2(1 + 1) = 1: use log2(rank + 1), not log2(rank)."
+            if rank > k or rank == 0:
+                return f"ndcg_at_k({rank}, {k}) should be 0: a miss, or a hit below the cut-off k."
+            if math.isclose(got, 1.0 / math.log(rank + 1), abs_tol=1e-9):
+                return "Use the base-2 logarithm (math.log2), as NDCG does."
+            return f"ndcg_at_k({rank}, {k}) returned {got:.4f}; expected {want:.4f}."
+    return None
+
+
+@exercise(
+    "06-leave-one-out",
+    question="Write split_sequence(items): for one user's items in time order (at least 3), return "
+    "(training items, validation item, test item) as the P5 leave-one-out split does.",
+    placeholder=_unwritten,
+    explanation="The last item is the test target, the one before it the validation target, and "
+    "every earlier item is training data: no held-out item can be a training target.",
+)
+@_function_exercise
+def _leave_one_out(answer: Any) -> str | None:
+    from rqvae_lib.data.amazon import leave_one_out
+
+    for items in ([5, 9, 2], [1, 2, 3, 4, 5, 6], [7, 7, 8, 9]):
+        split = leave_one_out({0: list(items)})
+        want = (split.train[0], split.val[0], split.test[0])
+        got = call(answer, list(items))
+        if not isinstance(got, (tuple, list)) or len(got) != 3:
+            return "Return three things: (training items as a list, validation item, test item)."
+        train, val, test = got
+        if (list(train), val, test) == want:
+            continue
+        if val == items[-1]:
+            return "The test item is the LAST one; the validation item is the one before it."
+        if items[-2] in list(train) and len(train) == len(items) - 1:
+            return "The training part must leave out both held-out items: items[:-2]."
+        return f"split_sequence({items}) returned {got}; expected {want}."
+    return None

@@ -106,3 +106,363 @@ WRONG_ANSWERS: dict[str, list[tuple[Any, str]]] = {
         (_last_code_only, "only the last level's code"),
     ],
 }
+
+
+# -- notebooks 01, 02 (the VQ losses) and 03 ---------------------------------------------------
+
+
+def my_item_text(row):
+    """The item's text, 'Title: ...; Brand: ...; Categories: ...; Price: $...', missing fields left out."""
+
+    def present(value):  # None, NaN, "" and [] are missing
+        if isinstance(value, (list, tuple, str)):
+            return len(value) > 0
+        return value is not None and value == value  # NaN is the one value not equal to itself
+
+    parts = []
+    if present(row["title"]):
+        parts.append(f"Title: {row['title']}")
+    if present(row["brand"]):
+        parts.append(f"Brand: {row['brand']}")
+    if present(row["categories"]):
+        parts.append(f"Categories: {', '.join(row['categories'])}")
+    if present(row["price"]):
+        parts.append(f"Price: ${float(row['price']):.2f}")
+    return "; ".join(parts)
+
+
+def _text_with_none(row):  # writes missing fields as 'None' / 'nan'
+    cats, price = ", ".join(row["categories"]), row["price"]
+    price = f"{price:.2f}" if isinstance(price, float) else price
+    return f"Title: {row['title']}; Brand: {row['brand']}; Categories: {cats}; Price: ${price}"
+
+
+def _text_categories_as_list(row):
+    return my_item_text(row).replace(", ".join(row["categories"]) or "\0", str(row["categories"]))
+
+
+def _text_price_unformatted(row):
+    return my_item_text(row).replace(f"${float(row['price'] or 0):.2f}", f"${row['price']}")
+
+
+def _text_comma_separated(row):
+    return my_item_text(row).replace("; ", " | ")
+
+
+def my_vq_losses(r, codebook, beta):
+    """One level's (codebook loss, commitment loss), with .detach() as the stop-gradient."""
+    k = nearest_code(r.detach(), codebook)  # (N,) the nearest codes
+    e = codebook[k]  # (N, D); gradients flow into the codebook
+    codebook_loss = (r.detach() - e).pow(2).mean()  # ||sg[r] - e||^2: moves the codes
+    commitment_loss = beta * (r - e.detach()).pow(2).mean()  # beta ||r - sg[e]||^2: moves r
+    return codebook_loss, commitment_loss
+
+
+def _vq_losses_no_detach(r, codebook, beta):
+    e = codebook[nearest_code(r, codebook)]
+    return (r - e).pow(2).mean(), beta * (r - e).pow(2).mean()
+
+
+def _vq_losses_detach_swapped(r, codebook, beta):
+    e = codebook[nearest_code(r, codebook)]
+    return (r - e.detach()).pow(2).mean(), beta * (r.detach() - e).pow(2).mean()
+
+
+def _vq_losses_swapped(r, codebook, beta):
+    book, commit = my_vq_losses(r, codebook, beta)
+    return commit, book
+
+
+def _vq_losses_no_beta(r, codebook, beta):
+    return my_vq_losses(r, codebook, 1.0)
+
+
+def _vq_losses_summed(r, codebook, beta):
+    e = codebook[nearest_code(r.detach(), codebook)]
+    return (r.detach() - e).pow(2).sum(), beta * (r - e.detach()).pow(2).sum()
+
+
+def my_collision_rate(ids):
+    """Share of the items whose whole ID is shared with at least one other item."""
+    _, inverse, counts = torch.unique(ids, dim=0, return_inverse=True, return_counts=True)
+    return (counts[inverse] > 1).float().mean().item()
+
+
+def _one_minus_distinct(ids):
+    return 1 - len(torch.unique(ids, dim=0)) / len(ids)
+
+
+def _colliding_items_count(ids):
+    return my_collision_rate(ids) * len(ids)
+
+
+def _first_level_only(ids):
+    return my_collision_rate(ids[:, :1])
+
+
+def _shared_id_share(ids):
+    counts = torch.unique(ids, dim=0, return_counts=True)[1]
+    return (counts > 1).float().mean().item()
+
+
+SOLUTIONS.update(
+    {
+        "01-item-text": my_item_text,
+        "01-mean-cosine": 0.65**2,
+        "02-vq-losses": my_vq_losses,
+        "03-training-steps": 1100,
+        "03-mean-baseline": 1 - 0.65**2,
+        "03-collision-rate": my_collision_rate,
+    }
+)
+
+WRONG_ANSWERS.update(
+    {
+        "01-item-text": [
+            (_text_with_none, "Leave a missing field out"),
+            (_text_categories_as_list, "Join the categories"),
+            (_text_price_unformatted, "two decimals"),
+            (_text_comma_separated, "Separate the fields"),
+        ],
+        "01-mean-cosine": [
+            (0.65, "norm of the mean vector itself"),
+            (0.65**0.5, "Not the square root"),
+            (0.0, "spread evenly"),
+            (0.2, "the mean vector dotted with itself"),
+            ("0.42", "with a number"),
+        ],
+        "02-vq-losses": [
+            (_vq_losses_no_detach, "also sends a gradient to r"),
+            (_vq_losses_detach_swapped, "does not reach the codebook"),
+            (_vq_losses_swapped, "swapped"),
+            (_vq_losses_no_beta, "factor beta"),
+            (_vq_losses_summed, "You summed"),
+        ],
+        "03-training-steps": [
+            (1000, "is a step too"),
+            (11, "one epoch"),
+            (10891 * 100 / 1024, "count the batches of one epoch first"),
+            (100, "number of epochs"),
+        ],
+        "03-mean-baseline": [
+            (1, "predicting 0"),
+            (0.65**2, "share the mean explains"),
+            (0.35, "Square the norm"),
+        ],
+        "03-collision-rate": [
+            (_one_minus_distinct, "counts only the extra items"),
+            (_colliding_items_count, "divide by N"),
+            (_first_level_only, "first codes only"),
+            (_shared_id_share, "share of distinct IDs"),
+        ],
+    }
+)
+
+
+# -- notebooks 04 and 05 ----------------------------------------------------------------------
+
+
+def dead_fraction(counts):
+    """Fraction of the K codes that no item uses; counts (K,) holds items per code."""
+    return (counts == 0).float().mean().item()
+
+
+def perplexity_of(counts):
+    """exp(entropy) of the shares p = counts / counts.sum(), dead codes left out (0 ln 0 = 0)."""
+    p = counts.double() / counts.sum()
+    p = p[p > 0]
+    return torch.exp(-(p * p.log()).sum()).item()
+
+
+def collision_suffix(ids):
+    """(N, L + 1): the IDs and a last column numbering the rows that share an ID, 0, 1, ..."""
+    seen = {}  # ID tuple -> how many rows had it so far
+    suffix = []
+    for row in ids.tolist():
+        key = tuple(row)
+        suffix.append(seen.get(key, 0))
+        seen[key] = seen.get(key, 0) + 1
+    return torch.cat([ids, torch.tensor(suffix)[:, None]], dim=1)
+
+
+def count_under_prefix(ids, prefix):
+    """How many rows of ids (N, L) start with the codes in prefix."""
+    d = len(prefix)
+    return int((ids[:, :d] == torch.tensor(prefix)).all(dim=1).sum())
+
+
+def prefix_share(ids, a, b, depth):
+    """Share of the pairs (a[i], b[i]) whose IDs have the same first ``depth`` codes."""
+    return (ids[a, :depth] == ids[b, :depth]).all(dim=1).float().mean().item()
+
+
+def _used_fraction(counts):
+    return (counts > 0).float().mean().item()
+
+
+def _dead_count(counts):
+    return int((counts == 0).sum())
+
+
+def _dead_over_items(counts):
+    return ((counts == 0).sum() / counts.sum()).item()
+
+
+def _entropy_only(counts):
+    p = counts.double() / counts.sum()
+    p = p[p > 0]
+    return -(p * p.log()).sum().item()
+
+
+def _zeros_kept(counts):  # 0 * log(0) = nan
+    p = counts.double() / counts.sum()
+    return torch.exp(-(p * p.log()).sum()).item()
+
+
+def _codes_in_use(counts):
+    return int((counts > 0).sum())
+
+
+def _suffix_column_only(ids):
+    return collision_suffix(ids)[:, -1]
+
+
+def _suffix_from_one(ids):
+    out = collision_suffix(ids)
+    out[:, -1] += 1
+    return out
+
+
+def _group_size(ids):
+    _, inverse, counts = torch.unique(ids, dim=0, return_inverse=True, return_counts=True)
+    return torch.cat([ids, counts[inverse][:, None]], dim=1)
+
+
+def _row_number(ids):  # unique, but a global counter, not a count within each ID
+    return torch.cat([ids, torch.arange(len(ids))[:, None]], dim=1)
+
+
+def _last_code_only(ids, prefix):
+    d = len(prefix)
+    return int((ids[:, d - 1] == prefix[-1]).sum())
+
+
+def _any_code(ids, prefix):
+    d = len(prefix)
+    return int((ids[:, :d] == torch.tensor(prefix)).any(dim=1).sum())
+
+
+def _share_of_code_at_depth(ids, a, b, depth):
+    return (ids[a, depth - 1] == ids[b, depth - 1]).float().mean().item()
+
+
+def _count_of_pairs(ids, a, b, depth):
+    return int((ids[a, :depth] == ids[b, :depth]).all(dim=1).sum())
+
+
+def _whole_ids(ids, a, b, depth):
+    return (ids[a] == ids[b]).all(dim=1).float().mean().item()
+
+
+SOLUTIONS.update(
+    {
+        "04-dead-fraction": dead_fraction,
+        "04-perplexity": perplexity_of,
+        "04-higher-perplexity": "A",
+        "05-collision-suffix": collision_suffix,
+        "05-count-under-prefix": count_under_prefix,
+        "05-prefix-share": prefix_share,
+    }
+)
+
+WRONG_ANSWERS.update(
+    {
+        "04-dead-fraction": [
+            (_used_fraction, "fraction of codes in use"),
+            (_dead_count, "divide it by K"),
+            (_dead_over_items, "divide by K = len(counts)"),
+        ],
+        "04-perplexity": [
+            (_entropy_only, "That is the entropy H"),
+            (_zeros_kept, "0 * log(0)"),
+            (_codes_in_use, "number of codes in use"),
+        ],
+        "04-higher-perplexity": [
+            ("B", "usage is not perplexity"),
+            (4.0, "'A' or 'B'"),
+        ],
+        "05-collision-suffix": [
+            (_suffix_column_only, "suffix column alone"),
+            (_suffix_from_one, "Start counting at 0"),
+            (_group_size, "size of the item's group"),
+            (_row_number, "counts within each ID"),
+        ],
+        "05-count-under-prefix": [
+            (_last_code_only, "compared only code"),
+            (_any_code, "not .any"),
+        ],
+        "05-prefix-share": [
+            (_share_of_code_at_depth, "compared only code"),
+            (_count_of_pairs, "number of pairs"),
+            (_whole_ids, "compared whole IDs"),
+        ],
+    }
+)
+
+
+
+# -- notebook 06 ------------------------------------------------------------------------------
+
+
+def ndcg_at_k(rank, k):
+    """NDCG@k of one held-out item at 1-based ``rank`` (0: not ranked)."""
+    import math
+
+    return 1.0 / math.log2(rank + 1) if 0 < rank <= k else 0.0
+
+
+def split_sequence(items):
+    """(training items, validation item, test item) of one user's time-ordered items."""
+    return items[:-2], items[-2], items[-1]
+
+
+def _ndcg_log2_rank(rank, k):
+    import math
+
+    return 1.0 / math.log2(rank) if 0 < rank <= k else 0.0
+
+
+def _ndcg_no_cutoff(rank, k):
+    import math
+
+    return 1.0 / math.log2(rank + 1) if rank > 0 else 0.0
+
+
+def _ndcg_natural_log(rank, k):
+    import math
+
+    return 1.0 / math.log(rank + 1) if 0 < rank <= k else 0.0
+
+
+def _split_last_is_validation(items):
+    return items[:-2], items[-1], items[-2]
+
+
+def _split_keeps_validation(items):
+    return items[:-1], items[-2], items[-1]
+
+
+SOLUTIONS.update({"06-ndcg": ndcg_at_k, "06-leave-one-out": split_sequence})
+WRONG_ANSWERS.update(
+    {
+        "06-ndcg": [
+            (_ndcg_log2_rank, "log2(rank + 1)"),
+            (_ndcg_no_cutoff, "below the cut-off"),
+            (_ndcg_natural_log, "base-2"),
+        ],
+        "06-leave-one-out": [
+            (_split_last_is_validation, "LAST one"),
+            (_split_keeps_validation, "items[:-2]"),
+        ],
+    }
+)
