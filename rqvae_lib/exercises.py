@@ -1057,7 +1057,6 @@ def _prefix_share(answer: Any) -> str | None:
     return None
 
 
-
 # -- notebook 06: generative retrieval ----------------------------------------------------------
 
 
@@ -1080,7 +1079,9 @@ def _ndcg(answer: Any) -> str | None:
         want = 1.0 / math.log2(rank + 1) if 0 < rank <= k else 0.0
         if not math.isclose(got, want, abs_tol=1e-9):
             if rank == 1 and math.isinf(got):
-                return "At rank 1 the discount is log2(1 + 1) = 1: use log2(rank + 1), not log2(rank)."
+                return (
+                    "At rank 1 the discount is log2(1 + 1) = 1: use log2(rank + 1), not log2(rank)."
+                )
             if rank > k or rank == 0:
                 return f"ndcg_at_k({rank}, {k}) should be 0: a miss, or a hit below the cut-off k."
             if math.isclose(got, 1.0 / math.log(rank + 1), abs_tol=1e-9):

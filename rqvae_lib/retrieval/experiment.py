@@ -115,8 +115,8 @@ class RetrievalBudget:
 
 #: Fast mode (CI, 2 CPU cores): a user subset and the tiny model, every step still runs.
 FAST_BUDGET = RetrievalBudget(
-    "fast", "tiny", max_users=3000, epochs=4, time_budget_s=None, lr=3e-3, warmup_steps=50,
-    val_users=None, val_every=2, sasrec_epochs=4, sasrec_budget_s=None, test_ks=(5, 10),
+    "fast", "tiny", max_users=3000, epochs=8, time_budget_s=None, lr=3e-3, warmup_steps=50,
+    val_users=None, val_every=4, sasrec_epochs=4, sasrec_budget_s=None, test_ks=(5, 10),
 )  # fmt: skip
 #: Full mode on a CPU: every user, the tiny model, 18 minutes of seq2seq training in all.
 CPU_BUDGET = RetrievalBudget(
