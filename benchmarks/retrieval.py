@@ -120,6 +120,21 @@ def print_table(records: list[dict]) -> None:
     print(markdown_table(frame.to_dict("records"), list(frame.columns)))
 
 
+PATH_OPTIONS = ("--out", "--parts-dir", "--ids-dir")
+
+
+def portable_command(argv: list[str]) -> str:
+    """The command line as results record it: path options relative to the repository
+    (``config.display_path``), never this machine's layout."""
+    from rqvae_lib.config import display_path
+
+    shown = [
+        display_path(arg) if i and argv[i - 1] in PATH_OPTIONS else arg
+        for i, arg in enumerate(argv)
+    ]
+    return " ".join(["benchmarks/retrieval.py", *shown])
+
+
 def write_json(path: Path, payload: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=1))
@@ -174,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
                 ids, _ = semantic_id_table(dataset, source, directory=args.ids_dir, seed=args.seed)
                 print(f"{dataset} {source}: {tuple(ids.shape)}")
         return
-    header = {"machine": machine(), "git": git_rev(), "command": " ".join(["benchmarks/retrieval.py", *argv]),
+    header = {"machine": machine(), "git": git_rev(), "command": portable_command(argv),
               "date": time.strftime("%Y-%m-%d"), "args": vars(args)}  # fmt: skip
     if args.part:
         dataset, job = args.part.split(":")

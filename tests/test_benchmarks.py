@@ -82,7 +82,9 @@ def test_retrieval_smoke(
          "--sasrec-budget-s", "30", "--ids-dir", str(tmp_path), "--device", "cpu",
          "--out", str(out)]
     )  # fmt: skip
-    records = json.loads((out / "retrieval.json").read_text())["records"]
+    saved = json.loads((out / "retrieval.json").read_text())
+    assert str(tmp_path) not in saved["command"]  # paths as display_path shows them
+    records = saved["records"]
     assert [r.get("job") for r in records] == ["main", "ablation", "ablation", "ablation",
                                                None, None, None]  # fmt: skip
     assert {r["test"]["recall@10"][0] >= 0 for r in records} == {True}
