@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rqvae_lib.baselines import rq_kmeans_encode, rq_kmeans_fit  # noqa: F401 - notebook 04 uses them here
+
 
 def _ids(ids: Tensor | np.ndarray) -> np.ndarray:
     ids = np.asarray(torch.as_tensor(ids).long())
@@ -269,43 +271,6 @@ def comparison_row(name: str, stats: dict, recon: dict) -> dict:
     row["max items/ID"] = stats["max_items_per_id"]
     row["rel. error"] = round(recon["relative_error"], 4)
     return row
-
-
-def rq_kmeans_fit(
-    features: Tensor | np.ndarray, num_levels: int = 3, num_embeddings: int = 256, seed: int = 0
-) -> list[np.ndarray]:
-    """Residual k-means fitted on ``features`` only: one ``(num_embeddings, dim)`` array per level.
-
-    Same recipe as :func:`rqvae_lib.baselines.rq_kmeans` (``n_init=1``, ``random_state=seed +
-    level``), but it returns the centroids, so that other items (the whole catalogue, held-out
-    items) can be encoded with :func:`rq_kmeans_encode`, e.g. to fit on an RQ-VAE's training split.
-    """
-    from sklearn.cluster import KMeans
-
-    residual = torch.as_tensor(features, dtype=torch.float32).numpy().astype(np.float64)
-    centroids = []
-    for level in range(num_levels):
-        km = KMeans(n_clusters=num_embeddings, n_init=1, random_state=seed + level).fit(residual)
-        centroids.append(km.cluster_centers_)
-        residual = residual - km.cluster_centers_[km.labels_]
-    return centroids
-
-
-def rq_kmeans_encode(
-    features: Tensor | np.ndarray, centroids: Sequence[np.ndarray]
-) -> tuple[Tensor, Tensor]:
-    """IDs ``(num_items, num_levels)`` and reconstructions of ``features`` under fitted centroids:
-    at each level the nearest centroid to what is left over."""
-    residual = torch.as_tensor(features, dtype=torch.float32).numpy().astype(np.float64)
-    recon, ids = np.zeros_like(residual), []
-    for c in centroids:
-        c = np.asarray(c, dtype=np.float64)
-        d = (residual**2).sum(1, keepdims=True) - 2 * residual @ c.T + (c**2).sum(1)
-        idx = d.argmin(1)
-        residual = residual - c[idx]
-        recon += c[idx]
-        ids.append(idx.astype(np.int64))
-    return torch.from_numpy(np.stack(ids, axis=1)), torch.from_numpy(recon.astype(np.float32))
 
 
 def history_table(

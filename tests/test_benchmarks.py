@@ -90,3 +90,22 @@ def test_retrieval_smoke(
     assert {r["test"]["recall@10"][0] >= 0 for r in records} == {True}
     assert all(len(r["test"]) == 6 for r in records)  # R and N at 5, 10, 20 for every row
     assert "| beauty | most popular |" in capsys.readouterr().out
+
+
+def test_gpu_session_script_parses_and_refuses_what_it_cannot_do(tmp_path) -> None:
+    """benchmarks/gpu_session.sh: valid bash, a usage line, and no device run without $OUT.
+
+    Its whole run is smoke-tested by hand on a CPU (GPU_SESSION_SMOKE=1, see its header): minutes.
+    """
+    import os
+    import subprocess
+
+    script = REPO_ROOT / "benchmarks" / "gpu_session.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    usage = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    assert usage.returncode == 2 and "prepare | run | collect" in usage.stderr
+    env = {k: v for k, v in os.environ.items() if k != "OUT"}
+    no_out = subprocess.run(["bash", str(script), "run"], capture_output=True, text=True, env=env)
+    assert no_out.returncode != 0 and "OUT must name the folder" in no_out.stderr
+    no_args = subprocess.run(["bash", str(script), "collect"], capture_output=True, text=True)
+    assert no_args.returncode != 0 and "files_at" in no_args.stderr
