@@ -39,6 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ablation-datasets", nargs="+", default=["beauty"], choices=DATASETS,
                    help="datasets that run the ablation job (default: beauty)")  # fmt: skip
     p.add_argument("--preset", default="tiger", help="seq2seq size: tiger, cpu or tiny")
+    p.add_argument("--backbone", default="torch", choices=("torch", "t5"),
+                   help="seq2seq layers: torch.nn.Transformer or Hugging Face's T5")  # fmt: skip
     p.add_argument("--budget-s", type=float, default=330.0, help="training budget per seq2seq job")
     p.add_argument("--sasrec-budget-s", type=float, default=100.0, help="per SASRec loss")
     p.add_argument("--max-epochs", type=int, default=400)
@@ -109,7 +111,9 @@ def run_job(dataset: str, job: str, args: argparse.Namespace) -> list[dict]:
     tables = {
         s: semantic_id_table(dataset, s, directory=args.ids_dir, seed=args.seed) for s in sources
     }
-    out = run_seq2seq(data, tables, args.preset, seq2seq_config(args), test_ks=test_ks)
+    out = run_seq2seq(
+        data, tables, args.preset, seq2seq_config(args), test_ks=test_ks, backbone=args.backbone
+    )
     return [dict(rec, job=job) for _, rec in out.values()]
 
 

@@ -9,7 +9,15 @@ import pytest
 import torch
 from test_retrieval_models import _sasrec, _seq2seq, _task
 
-from rqvae_lib.retrieval import Seq2SeqConfig, TigerSeq2Seq, TrainConfig, fit, fit_together
+from rqvae_lib.retrieval import (
+    Seq2SeqConfig,
+    T5Seq2Seq,
+    TigerSeq2Seq,
+    TrainConfig,
+    build_seq2seq,
+    fit,
+    fit_together,
+)
 from rqvae_lib.retrieval.seq2seq import EncodedHistory
 from rqvae_lib.retrieval.train import batch_order, full_width_batch, lr_factor, slice_batch
 
@@ -153,6 +161,12 @@ def test_tiny_preset_is_a_tiger_model_shape() -> None:
         1024,
     )
     assert len(model.transformer.decoder.layers) == 4
+    # The T5 backbone at the same sizes: T5's own layer counts and head width; a typo is refused.
+    t5 = build_seq2seq(Seq2SeqConfig.tiny(task.tokenizer, backbone="t5"), task.tokenizer)
+    assert isinstance(t5, T5Seq2Seq) and t5.t5.config.num_decoder_layers == 1
+    assert t5.t5.config.d_kv * t5.t5.config.num_heads == 64
+    with pytest.raises(ValueError, match="backbone"):
+        Seq2SeqConfig.tiny(task.tokenizer, backbone="T5")
 
 
 def test_budgets_results_table_and_one_users_recommendations() -> None:

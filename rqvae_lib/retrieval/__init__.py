@@ -10,7 +10,14 @@ from rqvae_lib.retrieval.metrics import (
     recall_ndcg,
 )
 from rqvae_lib.retrieval.sasrec import SASRec, SASRecConfig
-from rqvae_lib.retrieval.seq2seq import EncodedHistory, Seq2SeqConfig, TigerSeq2Seq
+from rqvae_lib.retrieval.seq2seq import (
+    EncodedHistory,
+    Seq2SeqConfig,
+    Seq2SeqRetriever,
+    T5Seq2Seq,
+    TigerSeq2Seq,
+    build_seq2seq,
+)
 from rqvae_lib.retrieval.sequences import (
     MAX_HISTORY,
     RetrievalSamples,
@@ -54,6 +61,9 @@ __all__ = [
     "SASRecConfig",
     "Seq2SeqConfig",
     "TigerSeq2Seq",
+    "T5Seq2Seq",
+    "Seq2SeqRetriever",
+    "build_seq2seq",
     "TrainConfig",
     "TrainResult",
     "build_samples",

@@ -33,7 +33,7 @@ from rqvae_lib.data.amazon import (
 from rqvae_lib.io import atomic_write
 from rqvae_lib.retrieval.metrics import MetricValue, most_popular, recall_ndcg
 from rqvae_lib.retrieval.sasrec import SASRec, SASRecConfig
-from rqvae_lib.retrieval.seq2seq import Seq2SeqConfig, TigerSeq2Seq
+from rqvae_lib.retrieval.seq2seq import Seq2SeqConfig, Seq2SeqRetriever, build_seq2seq
 from rqvae_lib.retrieval.sequences import RetrievalSamples, RetrievalSplits, build_samples
 from rqvae_lib.retrieval.tokens import ItemTokenizer
 from rqvae_lib.retrieval.train import (
@@ -234,15 +234,22 @@ def _compute_ids(
 
 
 def seq2seq_model(
-    ids: Tensor, item_ids: Tensor | Sequence[int], preset: str = "tiger", seed: int = DEFAULT_SEED
-) -> TigerSeq2Seq:
-    """A TIGER seq2seq of the named size over the items' IDs (plus the collision suffix)."""
+    ids: Tensor,
+    item_ids: Tensor | Sequence[int],
+    preset: str = "tiger",
+    seed: int = DEFAULT_SEED,
+    backbone: str = "torch",
+) -> Seq2SeqRetriever:
+    """A TIGER seq2seq of the named size over the items' IDs (plus the collision suffix), on the
+    ``backbone``'s layers (``"torch"``: ``nn.Transformer``, ``"t5"``: Hugging Face's T5)."""
     if preset not in SEQ2SEQ_PRESETS:
         raise ValueError(f"preset must be one of {sorted(SEQ2SEQ_PRESETS)}, got {preset!r}")
     tokenizer = ItemTokenizer(ids, item_ids)
     torch.manual_seed(seed)
-    config = replace(Seq2SeqConfig.from_tokenizer(tokenizer), **SEQ2SEQ_PRESETS[preset])
-    return TigerSeq2Seq(config, tokenizer)
+    config = replace(
+        Seq2SeqConfig.from_tokenizer(tokenizer), **SEQ2SEQ_PRESETS[preset], backbone=backbone
+    )
+    return build_seq2seq(config, tokenizer)
 
 
 def sasrec_model(item_ids: Sequence[int], loss: str, seed: int = DEFAULT_SEED) -> SASRec:
@@ -312,16 +319,18 @@ def run_seq2seq(
     config: TrainConfig,
     test_ks: Sequence[int] = TEST_KS,
     val_users: int | None = None,
-) -> dict[str, tuple[TigerSeq2Seq, dict[str, Any]]]:
+    backbone: str = "torch",
+) -> dict[str, tuple[Seq2SeqRetriever, dict[str, Any]]]:
     """Train one seq2seq per ID table in lockstep (same epochs), score each on the test split.
 
     ``val_users`` selects on a seeded subset of the validation users (cheaper beam searches on a
-    CPU); the test split is always scored on every user.
+    CPU); the test split is always scored on every user. ``backbone``: see :func:`seq2seq_model`.
     """
     models = {
-        source: seq2seq_model(ids, item_ids, preset, config.seed)
+        source: seq2seq_model(ids, item_ids, preset, config.seed, backbone)
         for source, (ids, item_ids) in id_tables.items()
     }
+    size = preset if backbone == "torch" else f"{preset}, HF T5"
     val = validation_subset(data, val_users, config.seed)
     results = fit_together(models, data.samples.train, val, config)
     out = {}
@@ -330,7 +339,7 @@ def run_seq2seq(
         out[source] = (
             model,
             record(
-                f"TIGER seq2seq ({preset}), {source} IDs",
+                f"TIGER seq2seq ({size}), {source} IDs",
                 model,
                 results[source],
                 test,
@@ -340,6 +349,7 @@ def run_seq2seq(
                 loss="token cross-entropy",
                 ids=source,
                 preset=preset,
+                backbone=backbone,
                 config=asdict(config),
                 val_users=len(val.targets),
                 tokens_per_item=model.tokenizer.tokens_per_item,

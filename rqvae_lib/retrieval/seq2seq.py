@@ -6,20 +6,25 @@ decoder generates the next item's token tuple one token at a time. Training uses
 :func:`constrained_beam_search` over the item trie, so every recommended item exists.
 Histories are left-padded with PAD, and positions count back from the newest token, so the last
 item always sits at the same positions whatever the history length.
+
+Two backbones share everything but the layers (``Seq2SeqConfig.backbone``): :class:`TigerSeq2Seq`
+on ``torch.nn.Transformer`` (the default) and :class:`T5Seq2Seq` on Hugging Face's T5 (relative
+position buckets, RMSNorm, no biases), configured to the same sizes; ``benchmarks/RESULTS.md``
+compares the two.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rqvae_lib.retrieval.sequences import MAX_HISTORY, RetrievalSamples
-from rqvae_lib.retrieval.tokens import BOS, PAD, ItemTokenizer
+from rqvae_lib.retrieval.tokens import BOS, EOS, PAD, ItemTokenizer
 from rqvae_lib.retrieval.train import Collated, full_width_batch
 from rqvae_lib.retrieval.trie import ItemTrie, constrained_beam_search
 
@@ -38,6 +43,12 @@ class Seq2SeqConfig:
     n_decoder_layers: int = 4
     d_ff: int = 1024
     dropout: float = 0.1
+    backbone: Literal["torch", "t5"] = "torch"  # torch.nn.Transformer, or Hugging Face's T5
+
+    def __post_init__(self) -> None:
+        """Reject a backbone this module does not build."""
+        if self.backbone not in ("torch", "t5"):
+            raise ValueError(f"backbone must be 'torch' or 't5', got {self.backbone!r}")
 
     @property
     def max_source_len(self) -> int:
@@ -68,11 +79,14 @@ class EncodedHistory(NamedTuple):
     padding_mask: Tensor  # (B, S) bool, True at PAD
 
 
-class TigerSeq2Seq(nn.Module):
-    """Encoder-decoder on ``torch.nn.Transformer`` with shared token embeddings and learned positions."""
+class Seq2SeqRetriever(nn.Module):
+    """What every backbone shares: tokens in, teacher-forced loss, constrained beam search out.
+
+    A backbone implements :meth:`encode`, :meth:`decode` and :meth:`decode_beams`.
+    """
 
     def __init__(self, config: Seq2SeqConfig, tokenizer: ItemTokenizer) -> None:
-        """Build the layers; ``tokenizer`` supplies the item tokens and the trie of real items."""
+        """Check that ``config`` fits ``tokenizer``, which supplies the tokens and the item trie."""
         super().__init__()
         if config.vocab_size < tokenizer.vocab_size or config.tokens_per_item != (
             tokenizer.tokens_per_item
@@ -86,37 +100,32 @@ class TigerSeq2Seq(nn.Module):
         self.config = config
         self.tokenizer = tokenizer
         self.trie = ItemTrie.from_tokenizer(tokenizer)
-        c = config
-        self.token_emb = nn.Embedding(c.vocab_size, c.d_model, padding_idx=PAD)  # encoder + decoder
-        self.source_pos = nn.Embedding(c.max_source_len, c.d_model)
-        self.target_pos = nn.Embedding(c.tokens_per_item, c.d_model)
-        self.drop = nn.Dropout(c.dropout)
-
-        def layer(kind: type[nn.Module]) -> nn.Module:
-            return kind(
-                c.d_model, c.n_head, c.d_ff, c.dropout, activation="gelu", batch_first=True,
-                norm_first=True,
-            )  # fmt: skip
-
-        # The encoder is built here only to switch off the nested-tensor path (unused with
-        # norm_first, and it would warn); otherwise this is nn.Transformer's own encoder.
-        encoder = nn.TransformerEncoder(
-            layer(nn.TransformerEncoderLayer), c.n_encoder_layers, nn.LayerNorm(c.d_model),
-            enable_nested_tensor=False,
-        )  # fmt: skip
-        self.transformer = nn.Transformer(
-            c.d_model, c.n_head, c.n_encoder_layers, c.n_decoder_layers, c.d_ff, c.dropout,
-            activation="gelu", custom_encoder=encoder, batch_first=True, norm_first=True,
-        )  # fmt: skip
-        self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
-        for emb in (self.token_emb, self.source_pos, self.target_pos):  # nanoGPT's 0.02
-            nn.init.normal_(emb.weight, std=0.02)
-        self.token_emb.weight.data[PAD].zero_()
 
     @property
     def device(self) -> torch.device:
         """Where the parameters live; inputs are built there."""
-        return self.head.weight.device
+        return next(self.parameters()).device
+
+    def encode(self, tokens: Tensor, padding_mask: Tensor) -> EncodedHistory:
+        """Run the encoder over left-padded history tokens (B, S)."""
+        raise NotImplementedError
+
+    def decode(self, encoded: EncodedHistory, decoder_input: Tensor) -> Tensor:
+        """Next-token logits (B, T, V) for decoder input (B, T) that starts with BOS."""
+        raise NotImplementedError
+
+    def decode_beams(
+        self, encoded: EncodedHistory, decoder_input: Tensor, beam_size: int
+    ) -> Tensor:
+        """:meth:`decode` for ``beam_size`` rows per history (rows ``b*beam ..`` read history
+        ``b``): logits (B*beam, T, V). This default repeats the memory ``beam_size`` times."""
+        return self.decode(
+            EncodedHistory(
+                encoded.memory.repeat_interleave(beam_size, dim=0),
+                encoded.padding_mask.repeat_interleave(beam_size, dim=0),
+            ),
+            decoder_input,
+        )
 
     def _history_tokens(self, histories, users) -> tuple[Tensor, Tensor]:
         """Left-padded encoder tokens (B, max_source_len) and each row's width (B,), on the CPU."""
@@ -149,32 +158,6 @@ class TigerSeq2Seq(nn.Module):
         target = self.tokenizer.encode_items(samples.targets)  # (N, D)
         return Collated({"tokens": tokens, "target": target}, widths, ("tokens",))
 
-    def encode(self, tokens: Tensor, padding_mask: Tensor) -> EncodedHistory:
-        """Run the encoder over left-padded history tokens."""
-        B, S = tokens.shape
-        end = self.config.max_source_len
-        pos = torch.arange(end - S, end, device=tokens.device)  # (S,) counted back from the end
-        x = self.drop(self.token_emb(tokens) + self.source_pos(pos))  # (B, S, C)
-        memory = self.transformer.encoder(x, src_key_padding_mask=padding_mask)  # (B, S, C)
-        return EncodedHistory(memory, padding_mask)
-
-    def decode(self, encoded: EncodedHistory, decoder_input: Tensor) -> Tensor:
-        """Next-token logits (B, T, V) for decoder input (B, T) that starts with BOS."""
-        T = decoder_input.shape[1]
-        pos = torch.arange(T, device=decoder_input.device)  # (T,)
-        y = self.drop(self.token_emb(decoder_input) + self.target_pos(pos))  # (B, T, C)
-        causal = nn.Transformer.generate_square_subsequent_mask(
-            T, device=y.device, dtype=torch.bool
-        )
-        h = self.transformer.decoder(
-            y,
-            encoded.memory,
-            tgt_mask=causal,
-            tgt_is_causal=True,
-            memory_key_padding_mask=encoded.padding_mask,
-        )  # (B, T, C)
-        return self.head(h)  # (B, T, V)
-
     def forward(self, tokens: Tensor, padding_mask: Tensor, target: Tensor) -> Tensor:
         """Teacher forcing: logits (B, D, V) for target tuples (B, D) given history tokens (B, S)."""
         bos = torch.full_like(target[:, :1], BOS)  # (B, 1)
@@ -191,37 +174,6 @@ class TigerSeq2Seq(nn.Module):
         tokens, target = batch["tokens"], batch["target"]  # (B, S), (B, D)
         logits = self.forward(tokens, tokens == PAD, target)  # (B, D, V)
         return F.cross_entropy(logits.flatten(0, 1).float(), target.flatten())
-
-    def decode_beams(
-        self, encoded: EncodedHistory, decoder_input: Tensor, beam_size: int
-    ) -> Tensor:
-        """:meth:`decode` for ``beam_size`` rows per history: logits (B*beam, T, V).
-
-        Rows ``b*beam .. (b+1)*beam - 1`` read history ``b``. The same function as ``decode`` on
-        memory repeated ``beam_size`` times, but cross-attention takes the queries of all of a
-        history's beams at once, so its keys and values are projected once per history, not
-        once per beam (20x less work with 20 beams). Runs the decoder layers' own sub-modules.
-        """
-        B, S, C = encoded.memory.shape
-        T = decoder_input.shape[1]
-        pos = torch.arange(T, device=decoder_input.device)  # (T,)
-        y = self.drop(self.token_emb(decoder_input) + self.target_pos(pos))  # (B*beam, T, C)
-        causal = nn.Transformer.generate_square_subsequent_mask(
-            T, device=y.device, dtype=torch.bool
-        )
-        for layer in self.transformer.decoder.layers:  # norm_first layers, as built in __init__
-            h = layer.norm1(y)
-            h = layer.self_attn(h, h, h, attn_mask=causal, is_causal=True, need_weights=False)[0]
-            y = y + layer.dropout1(h)
-            q = layer.norm2(y).reshape(B, beam_size * T, C)  # every beam of a history together
-            h = layer.multihead_attn(
-                q, encoded.memory, encoded.memory, key_padding_mask=encoded.padding_mask,
-                need_weights=False,
-            )[0]  # fmt: skip
-            y = y + layer.dropout2(h.reshape(B * beam_size, T, C))
-            h = layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm3(y)))))
-            y = y + layer.dropout3(h)
-        return self.head(self.transformer.decoder.norm(y))  # (B*beam, T, V)
 
     def step_fn(self, encoded: EncodedHistory, beam_size: int) -> Callable[[Tensor], Tensor]:
         """A ``constrained_beam_search`` step: prefix (B*beam, t) -> next-token log-probs (B*beam, V).
@@ -260,3 +212,141 @@ class TigerSeq2Seq(nn.Module):
         finally:
             self.train(was_training)
         return out.items[:, :k].cpu()  # (B, k)
+
+
+class TigerSeq2Seq(Seq2SeqRetriever):
+    """Encoder-decoder on ``torch.nn.Transformer`` with shared token embeddings and learned positions."""
+
+    def __init__(self, config: Seq2SeqConfig, tokenizer: ItemTokenizer) -> None:
+        """Build the layers; ``tokenizer`` supplies the item tokens and the trie of real items."""
+        super().__init__(config, tokenizer)
+        c = config
+        self.token_emb = nn.Embedding(c.vocab_size, c.d_model, padding_idx=PAD)  # encoder + decoder
+        self.source_pos = nn.Embedding(c.max_source_len, c.d_model)
+        self.target_pos = nn.Embedding(c.tokens_per_item, c.d_model)
+        self.drop = nn.Dropout(c.dropout)
+
+        def layer(kind: type[nn.Module]) -> nn.Module:
+            return kind(
+                c.d_model, c.n_head, c.d_ff, c.dropout, activation="gelu", batch_first=True,
+                norm_first=True,
+            )  # fmt: skip
+
+        # The encoder is built here only to switch off the nested-tensor path (unused with
+        # norm_first, and it would warn); otherwise this is nn.Transformer's own encoder.
+        encoder = nn.TransformerEncoder(
+            layer(nn.TransformerEncoderLayer), c.n_encoder_layers, nn.LayerNorm(c.d_model),
+            enable_nested_tensor=False,
+        )  # fmt: skip
+        self.transformer = nn.Transformer(
+            c.d_model, c.n_head, c.n_encoder_layers, c.n_decoder_layers, c.d_ff, c.dropout,
+            activation="gelu", custom_encoder=encoder, batch_first=True, norm_first=True,
+        )  # fmt: skip
+        self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        for emb in (self.token_emb, self.source_pos, self.target_pos):  # nanoGPT's 0.02
+            nn.init.normal_(emb.weight, std=0.02)
+        self.token_emb.weight.data[PAD].zero_()
+
+    def encode(self, tokens: Tensor, padding_mask: Tensor) -> EncodedHistory:
+        """Run the encoder over left-padded history tokens."""
+        B, S = tokens.shape
+        end = self.config.max_source_len
+        pos = torch.arange(end - S, end, device=tokens.device)  # (S,) counted back from the end
+        x = self.drop(self.token_emb(tokens) + self.source_pos(pos))  # (B, S, C)
+        memory = self.transformer.encoder(x, src_key_padding_mask=padding_mask)  # (B, S, C)
+        return EncodedHistory(memory, padding_mask)
+
+    def decode(self, encoded: EncodedHistory, decoder_input: Tensor) -> Tensor:
+        """Next-token logits (B, T, V) for decoder input (B, T) that starts with BOS."""
+        T = decoder_input.shape[1]
+        pos = torch.arange(T, device=decoder_input.device)  # (T,)
+        y = self.drop(self.token_emb(decoder_input) + self.target_pos(pos))  # (B, T, C)
+        causal = nn.Transformer.generate_square_subsequent_mask(
+            T, device=y.device, dtype=torch.bool
+        )
+        h = self.transformer.decoder(
+            y,
+            encoded.memory,
+            tgt_mask=causal,
+            tgt_is_causal=True,
+            memory_key_padding_mask=encoded.padding_mask,
+        )  # (B, T, C)
+        return self.head(h)  # (B, T, V)
+
+    def decode_beams(
+        self, encoded: EncodedHistory, decoder_input: Tensor, beam_size: int
+    ) -> Tensor:
+        """:meth:`decode` for ``beam_size`` rows per history: logits (B*beam, T, V).
+
+        Rows ``b*beam .. (b+1)*beam - 1`` read history ``b``. The same function as ``decode`` on
+        memory repeated ``beam_size`` times, but cross-attention takes the queries of all of a
+        history's beams at once, so its keys and values are projected once per history, not
+        once per beam (20x less work with 20 beams). Runs the decoder layers' own sub-modules.
+        """
+        B, S, C = encoded.memory.shape
+        T = decoder_input.shape[1]
+        pos = torch.arange(T, device=decoder_input.device)  # (T,)
+        y = self.drop(self.token_emb(decoder_input) + self.target_pos(pos))  # (B*beam, T, C)
+        causal = nn.Transformer.generate_square_subsequent_mask(
+            T, device=y.device, dtype=torch.bool
+        )
+        for layer in self.transformer.decoder.layers:  # norm_first layers, as built in __init__
+            h = layer.norm1(y)
+            h = layer.self_attn(h, h, h, attn_mask=causal, is_causal=True, need_weights=False)[0]
+            y = y + layer.dropout1(h)
+            q = layer.norm2(y).reshape(B, beam_size * T, C)  # every beam of a history together
+            h = layer.multihead_attn(
+                q, encoded.memory, encoded.memory, key_padding_mask=encoded.padding_mask,
+                need_weights=False,
+            )[0]  # fmt: skip
+            y = y + layer.dropout2(h.reshape(B * beam_size, T, C))
+            h = layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm3(y)))))
+            y = y + layer.dropout3(h)
+        return self.head(self.transformer.decoder.norm(y))  # (B*beam, T, V)
+
+
+class T5Seq2Seq(Seq2SeqRetriever):
+    """The same retriever on Hugging Face's ``T5ForConditionalGeneration``, at the config's sizes.
+
+    T5's own layers and defaults: relative position buckets instead of learned positions (so
+    left padding changes nothing), RMSNorm, no biases, the output head tied to the embeddings. Used to check the choice of
+    ``torch.nn.Transformer`` by a measurement (``benchmarks/retrieval.py --backbone t5``).
+    """
+
+    def __init__(self, config: Seq2SeqConfig, tokenizer: ItemTokenizer) -> None:
+        """Build a T5 encoder-decoder of ``config``'s sizes over the tokenizer's vocabulary."""
+        super().__init__(config, tokenizer)
+        from transformers import T5Config, T5ForConditionalGeneration
+
+        c = config
+        if c.d_model % c.n_head:
+            raise ValueError(f"d_model ({c.d_model}) must be a multiple of n_head ({c.n_head})")
+        t5 = T5Config(
+            vocab_size=c.vocab_size, d_model=c.d_model, d_kv=c.d_model // c.n_head, d_ff=c.d_ff,
+            num_layers=c.n_encoder_layers, num_decoder_layers=c.n_decoder_layers,
+            num_heads=c.n_head, dropout_rate=c.dropout, feed_forward_proj="gelu",
+            pad_token_id=PAD, decoder_start_token_id=BOS,
+            eos_token_id=EOS, use_cache=False,
+        )  # fmt: skip
+        self.t5 = T5ForConditionalGeneration(t5)
+
+    def encode(self, tokens: Tensor, padding_mask: Tensor) -> EncodedHistory:
+        """T5's encoder over left-padded history tokens (B, S)."""
+        out = self.t5.encoder(input_ids=tokens, attention_mask=(~padding_mask).long())
+        return EncodedHistory(out.last_hidden_state, padding_mask)  # (B, S, C)
+
+    def decode(self, encoded: EncodedHistory, decoder_input: Tensor) -> Tensor:
+        """Next-token logits (B, T, V) from T5's decoder (causal) and its output head."""
+        from transformers.modeling_outputs import BaseModelOutput
+
+        return self.t5(
+            encoder_outputs=BaseModelOutput(last_hidden_state=encoded.memory),
+            attention_mask=(~encoded.padding_mask).long(),
+            decoder_input_ids=decoder_input,
+            use_cache=False,
+        ).logits  # (B, T, V): T5's forward, with its output scaling of tied embeddings
+
+
+def build_seq2seq(config: Seq2SeqConfig, tokenizer: ItemTokenizer) -> Seq2SeqRetriever:
+    """The retriever of ``config.backbone``: :class:`TigerSeq2Seq` or :class:`T5Seq2Seq`."""
+    return (T5Seq2Seq if config.backbone == "t5" else TigerSeq2Seq)(config, tokenizer)
