@@ -92,8 +92,6 @@ def run_job(dataset: str, job: str, args: argparse.Namespace) -> list[dict]:
         semantic_id_table,
     )
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it
     data = load_retrieval_data(dataset, max_users=args.max_users, seed=args.seed)
     test_ks = (5, 10, 20)
@@ -183,6 +181,10 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     setup_env()
+    if args.threads:  # before the header, which records the thread count
+        import torch
+
+        torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.prepare_ids:

@@ -77,13 +77,18 @@ def test_retrieval_smoke(
             {"ids": ids, "item_ids": items}, str(tmp_path / f"ids-beauty-{source}.safetensors")
         )
     out = tmp_path / "out"
-    retrieval.main(
-        ["--datasets", "beauty", "--preset", "tiny", "--max-users", "150", "--max-epochs", "1",
-         "--sasrec-budget-s", "30", "--ids-dir", str(tmp_path), "--device", "cpu",
-         "--out", str(out)]
-    )  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        retrieval.main(
+            ["--datasets", "beauty", "--preset", "tiny", "--max-users", "150", "--max-epochs",
+             "1", "--sasrec-budget-s", "30", "--ids-dir", str(tmp_path), "--device", "cpu",
+             "--threads", "1", "--out", str(out)]
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
     saved = json.loads((out / "retrieval.json").read_text())
     assert str(tmp_path) not in saved["command"]  # paths as display_path shows them
+    assert ", 1 torch threads" in saved["machine"]  # the threads the run used, not the default
     records = saved["records"]
     assert [r.get("job") for r in records] == ["main", "ablation", "ablation", "ablation",
                                                None, None, None]  # fmt: skip
