@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The retrieval stage's GPU work in one call of the `device` tool (a GPU lent for ~15 minutes):
-# notebook 06 in full mode (its GPU budget) and the Beauty benchmark run, side by side on one GPU.
+# notebook 06 in full mode (its GPU budget) and Beauty benchmark runs, side by side on one GPU.
 #
 #   bash benchmarks/gpu_session.sh prepare        # here: wheels, data copy, ID tables, then it
 #                                                 # prints the device call to make
@@ -26,6 +26,10 @@ IN_IMAGE='^(attrs|jinja2|markupsafe|packaging|psutil|pygments|python_dateutil|ty
 # Seconds: each of the two jobs must end inside one device command (600 s at most), with the
 # start-up and the copies; the notebook's own budget is GPU_BUDGET in rqvae_lib/retrieval/experiment.py.
 JOB_TIMEOUT=${JOB_TIMEOUT:-530}
+# Beauty benchmark runs beside the notebook, each its own process: batch:peak-lr:warm-up-steps.
+# 256 is the recipe of the H100 runs so far; 1024 with the square-root-scaled lr caught up with it
+# per epoch by epoch 6 on a CPU (RESULTS.md), and may run more epochs per minute on a GPU.
+BENCH_RUNS=${BENCH_RUNS:-"256:1e-3:1000 1024:2e-3:250"}
 PY=${PY:-python3}  # the device image's Python (3.12)
 BENCH_BUDGET_S=${BENCH_BUDGET_S:-420}
 
@@ -88,25 +92,38 @@ PYEOF
   env "${nb_env[@]}" RQVAE_FIGURES="$OUT" timeout "$JOB_TIMEOUT" "$PY" -m rqvae_lib.tutorial \
     "$OUT/$(basename "$NOTEBOOK")" > "$OUT/notebook.log" 2>&1 &
   local nb_pid=$!
-  timeout "$JOB_TIMEOUT" "$PY" benchmarks/retrieval.py "${bench_args[@]}" --out "$OUT/bench" \
-    > "$OUT/bench.log" 2>&1 &
-  local bench_pid=$!
-  local nb_rc=0 bench_rc=0
-  wait "$nb_pid" || nb_rc=$?
-  wait "$bench_pid" || bench_rc=$?
-  echo "notebook: exit $nb_rc; benchmark: exit $bench_rc; $((SECONDS - start)) s in all"
+  local runs=() pids=() run batch lr warmup rc=0
+  for run in $BENCH_RUNS; do
+    IFS=: read -r batch lr warmup <<< "$run"
+    timeout "$JOB_TIMEOUT" "$PY" benchmarks/retrieval.py "${bench_args[@]}" --batch-size "$batch" \
+      --lr "$lr" --warmup-steps "$warmup" --out "$OUT/bench-bs$batch" > "$OUT/bench-bs$batch.log" 2>&1 &
+    runs+=("bs$batch") pids+=($!)
+  done
+  wait "$nb_pid" || rc=$?
+  echo "notebook: exit $rc"
   tail -n 5 "$OUT/notebook.log"
-  tail -n 8 "$OUT/bench.log"
-  [ "$nb_rc" = 0 ] && [ "$bench_rc" = 0 ]
+  for i in "${!pids[@]}"; do
+    local brc=0
+    wait "${pids[$i]}" || brc=$?
+    echo "benchmark ${runs[$i]}: exit $brc"
+    tail -n 6 "$OUT/bench-${runs[$i]}.log"
+    [ "$brc" = 0 ] || rc=$brc
+  done
+  echo "$((SECONDS - start)) s in all"
+  return "$rc"
 }
 
 collect() {
   local dir=${1:?the device call\'s files_at} name=${2:?a run name, e.g. h100-run3}
   cp "$dir/$(basename "$NOTEBOOK")" "$NOTEBOOK"
   cp "$dir"/06_*.png figures/
-  cp "$dir/bench/retrieval.json" "benchmarks/results/retrieval-$name.json"
-  cp "$dir/bench.log" "benchmarks/results/retrieval-$name.log"
-  echo "updated $NOTEBOOK, figures/06_*.png and benchmarks/results/retrieval-$name.{json,log};"
+  local bench
+  for bench in "$dir"/bench-bs*/; do
+    bench=$(basename "$bench")
+    cp "$dir/$bench/retrieval.json" "benchmarks/results/retrieval-$name-${bench#bench-}.json"
+    cp "$dir/$bench.log" "benchmarks/results/retrieval-$name-${bench#bench-}.log"
+  done
+  echo "updated $NOTEBOOK, figures/06_*.png and benchmarks/results/retrieval-$name-bs*.{json,log};"
   echo "next: add the run to benchmarks/RESULTS.md and the README table, and re-read 06's prose"
 }
 
