@@ -1096,7 +1096,8 @@ def _ndcg(answer: Any) -> str | None:
     "(training items, validation item, test item) as the P5 leave-one-out split does.",
     placeholder=_unwritten,
     explanation="The last item is the test target, the one before it the validation target, and "
-    "every earlier item is training data: no held-out item can be a training target.",
+    "every earlier item is training data: none of the user's held-out items can be among that "
+    "user's training targets.",
 )
 @_function_exercise
 def _leave_one_out(answer: Any) -> str | None:

@@ -631,13 +631,22 @@ def retrieval_curves(
     return fig
 
 
-def metric_bars(frame: pd.DataFrame, metrics: Sequence[str], title: str = "") -> Figure:
-    """Grouped bars of float ``metrics`` columns, one group per row (``frame.index`` labels)."""
+def metric_bars(
+    frame: pd.DataFrame,
+    metrics: Sequence[str],
+    title: str = "",
+    errors: pd.DataFrame | None = None,
+) -> Figure:
+    """Grouped bars of float ``metrics`` columns, one group per row (``frame.index`` labels);
+    ``errors`` (same index and columns, e.g. standard errors) draws ± error bars."""
     fig, ax = plt.subplots(figsize=(9, 3.8))
     width = 0.8 / len(metrics)
     x = np.arange(len(frame))
     for i, m in enumerate(metrics):
-        bars = ax.bar(x + i * width, frame[m].to_numpy(dtype=float), width, label=m)
+        yerr = None if errors is None else errors.loc[frame.index, m].to_numpy(dtype=float)
+        bars = ax.bar(
+            x + i * width, frame[m].to_numpy(dtype=float), width, label=m, yerr=yerr, capsize=2
+        )
         ax.bar_label(bars, fmt="%.3f", fontsize=7)
     ax.set_xticks(x + width * (len(metrics) - 1) / 2, frame.index, rotation=15, ha="right")
     ax.set(ylabel="test score (mean over users)", title=title)

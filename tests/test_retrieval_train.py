@@ -9,6 +9,7 @@ import pytest
 import torch
 from test_retrieval_models import _sasrec, _seq2seq, _task
 
+from rqvae_lib import plots
 from rqvae_lib.retrieval import (
     Seq2SeqConfig,
     T5Seq2Seq,
@@ -179,6 +180,7 @@ def test_budgets_results_table_and_one_users_recommendations() -> None:
         recommendation_table,
         record,
         results_frame,
+        test_errors,
         validation_subset,
     )
     from rqvae_lib.retrieval.metrics import MetricValue
@@ -213,3 +215,17 @@ def test_budgets_results_table_and_one_users_recommendations() -> None:
     )
     assert frame["recall@10"].tolist() == ["0.2500 ± 0.0100"] * 2
     assert results_frame([record("a", None, None, metrics, 0.0)], sem=False)["recall@10"][0] == 0.25
+    # Error bars: the standard errors, aligned with the means by model name, drawn on the bars.
+    other = {"recall@10": MetricValue(0.5, 0.03)}
+    records = [record("a", None, None, metrics, 0.0), record("b", None, None, other, 0.0)]
+    errors = test_errors(records)
+    assert errors.loc["b", "recall@10"] == 0.03 and list(errors.index) == ["a", "b"]
+    means = results_frame(records, sem=False).set_index("model")
+    fig = plots.metric_bars(means.iloc[::-1], ["recall@10"], errors=errors)
+    from matplotlib.container import BarContainer
+
+    (bars,) = [c for c in fig.axes[0].containers if isinstance(c, BarContainer)]
+    assert [b.get_height() for b in bars] == [0.5, 0.25]
+    assert bars.errorbar is not None  # drawn, in the bars' order (b first)
+    segments = bars.errorbar.lines[2][0].get_segments()
+    assert [round(float(s[1][1] - s[0][1]), 6) for s in segments] == [0.06, 0.02]

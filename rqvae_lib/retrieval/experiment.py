@@ -377,7 +377,7 @@ def run_sasrec(
     """Train SASRec with ``loss`` ("bce": one negative, as TIGER's table; "ce": full softmax)."""
     model = sasrec_model(data.item_ids, loss, config.seed)
     val = validation_subset(data, val_users, config.seed)
-    result = fit(model, data.samples.train, val, config)
+    result = fit(model, data.samples.train, val, config, name=f"sasrec-{loss}")
     test, seconds = score(model, data, config, test_ks)
     name = f"SASRec ({'BCE, one negative' if loss == 'bce' else 'softmax cross-entropy'})"
     return model, record(
@@ -424,6 +424,13 @@ def results_frame(records: Sequence[Mapping[str, Any]], sem: bool = True) -> pd.
         rows.append(row)
     frame = pd.DataFrame(rows)
     return frame.astype(object).where(frame.notna(), "")
+
+
+def test_errors(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The standard errors of each record's test metrics, one row per record (indexed by name),
+    aligned with ``results_frame(records, sem=False).set_index("model")`` for error bars."""
+    frame = pd.DataFrame([{m: se for m, (_, se) in r["test"].items()} for r in records])
+    return frame.set_axis([r["name"] for r in records]).rename_axis("model")
 
 
 def recommendation_table(

@@ -403,11 +403,12 @@ def fit(
     train: RetrievalSamples,
     val: RetrievalSamples,
     config: TrainConfig | None = None,
+    name: str = "model",
 ) -> TrainResult:
     """Train ``model`` in place, select the epoch with the best validation metric, load it back.
 
     Seeded by ``config.seed`` (shuffling, dropout, negatives), so the same seed, model
     initialisation and device give the same metrics. The model ends on ``config.device`` holding
-    the best epoch's weights.
+    the best epoch's weights. ``name`` labels the progress lines.
     """
-    return fit_together({"model": model}, train, val, config)["model"]
+    return fit_together({name: model}, train, val, config)[name]
