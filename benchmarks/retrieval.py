@@ -137,6 +137,14 @@ def portable_command(argv: list[str]) -> str:
     return " ".join(["benchmarks/retrieval.py", *shown])
 
 
+def portable_args(args: argparse.Namespace) -> dict:
+    """The options as results record them: path options through ``config.display_path``."""
+    from rqvae_lib.config import display_path
+
+    paths = {opt.removeprefix("--").replace("-", "_") for opt in PATH_OPTIONS}
+    return {k: display_path(v) if k in paths and v else v for k, v in vars(args).items()}
+
+
 def write_json(path: Path, payload: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=1))
@@ -196,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{dataset} {source}: {tuple(ids.shape)}")
         return
     header = {"machine": machine(), "git": git_rev(), "command": portable_command(argv),
-              "date": time.strftime("%Y-%m-%d"), "args": vars(args)}  # fmt: skip
+              "date": time.strftime("%Y-%m-%d"), "args": portable_args(args)}  # fmt: skip
     if args.part:
         dataset, job = args.part.split(":")
         records = run_job(dataset, job, args)

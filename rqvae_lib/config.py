@@ -63,13 +63,15 @@ def fast_mode() -> bool:
 
 
 def seed_everything(seed: int = DEFAULT_SEED, deterministic: bool = True) -> int:
-    """Seed Python, NumPy and torch, and ask torch for deterministic kernels where it has them."""
+    """Seed Python, NumPy and torch, and switch torch's deterministic kernels on (where it has
+    them) or, with ``deterministic=False``, off: a faster GPU run must not inherit an earlier
+    call's setting."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
     if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     return seed
 

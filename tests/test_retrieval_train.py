@@ -229,3 +229,17 @@ def test_budgets_results_table_and_one_users_recommendations() -> None:
     assert bars.errorbar is not None  # drawn, in the bars' order (b first)
     segments = bars.errorbar.lines[2][0].get_segments()
     assert [round(float(s[1][1] - s[0][1]), 6) for s in segments] == [0.06, 0.02]
+
+
+def test_seed_everything_switches_deterministic_kernels_both_ways() -> None:
+    """A budget with deterministic=False (the GPU one) really runs without them, even after an
+    earlier seed_everything() switched them on (notebook 06 seeds first, then trains)."""
+    from rqvae_lib.config import seed_everything
+
+    try:
+        seed_everything(0)
+        assert torch.are_deterministic_algorithms_enabled()
+        seed_everything(0, deterministic=False)
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        seed_everything(0)

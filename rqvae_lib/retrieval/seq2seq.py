@@ -31,7 +31,8 @@ from rqvae_lib.retrieval.trie import ItemTrie, constrained_beam_search
 
 @dataclass(frozen=True)
 class Seq2SeqConfig:
-    """Every option of :class:`TigerSeq2Seq`, declared once; defaults are TIGER's sizes."""
+    """Every option of the seq2seq retrievers (both backbones), declared once; defaults are
+    TIGER's sizes."""
 
     vocab_size: int  # ItemTokenizer.vocab_size: specials, every level's codes, user buckets
     tokens_per_item: int  # semantic-ID levels + the collision suffix: the decoder's length
@@ -82,7 +83,8 @@ class EncodedHistory(NamedTuple):
 class Seq2SeqRetriever(nn.Module):
     """What every backbone shares: tokens in, teacher-forced loss, constrained beam search out.
 
-    A backbone implements :meth:`encode`, :meth:`decode` and :meth:`decode_beams`.
+    A backbone implements :meth:`encode` and :meth:`decode`; :meth:`decode_beams` has a
+    generic default that a backbone may replace with a faster one (as :class:`TigerSeq2Seq` does).
     """
 
     def __init__(self, config: Seq2SeqConfig, tokenizer: ItemTokenizer) -> None:
