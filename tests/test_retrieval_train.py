@@ -180,7 +180,7 @@ def test_budgets_results_table_and_one_users_recommendations() -> None:
         recommendation_table,
         record,
         results_frame,
-        test_errors,
+        standard_errors,
         validation_subset,
     )
     from rqvae_lib.retrieval.metrics import MetricValue
@@ -218,7 +218,7 @@ def test_budgets_results_table_and_one_users_recommendations() -> None:
     # Error bars: the standard errors, aligned with the means by model name, drawn on the bars.
     other = {"recall@10": MetricValue(0.5, 0.03)}
     records = [record("a", None, None, metrics, 0.0), record("b", None, None, other, 0.0)]
-    errors = test_errors(records)
+    errors = standard_errors(records)
     assert errors.loc["b", "recall@10"] == 0.03 and list(errors.index) == ["a", "b"]
     means = results_frame(records, sem=False).set_index("model")
     fig = plots.metric_bars(means.iloc[::-1], ["recall@10"], errors=errors)

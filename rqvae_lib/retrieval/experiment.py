@@ -426,7 +426,7 @@ def results_frame(records: Sequence[Mapping[str, Any]], sem: bool = True) -> pd.
     return frame.astype(object).where(frame.notna(), "")
 
 
-def test_errors(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def standard_errors(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """The standard errors of each record's test metrics, one row per record (indexed by name),
     aligned with ``results_frame(records, sem=False).set_index("model")`` for error bars."""
     frame = pd.DataFrame([{m: se for m, (_, se) in r["test"].items()} for r in records])

@@ -311,8 +311,9 @@ class T5Seq2Seq(Seq2SeqRetriever):
     """The same retriever on Hugging Face's ``T5ForConditionalGeneration``, at the config's sizes.
 
     T5's own layers and defaults: relative position buckets instead of learned positions (so
-    left padding changes nothing), RMSNorm, no biases, the output head tied to the embeddings. Used to check the choice of
-    ``torch.nn.Transformer`` by a measurement (``benchmarks/retrieval.py --backbone t5``).
+    left padding changes nothing), RMSNorm, no biases, the output head tied to the embeddings.
+    Used to check the choice of ``torch.nn.Transformer`` by a measurement
+    (``benchmarks/retrieval.py --backbone t5``).
     """
 
     def __init__(self, config: Seq2SeqConfig, tokenizer: ItemTokenizer) -> None:
@@ -327,8 +328,7 @@ class T5Seq2Seq(Seq2SeqRetriever):
             vocab_size=c.vocab_size, d_model=c.d_model, d_kv=c.d_model // c.n_head, d_ff=c.d_ff,
             num_layers=c.n_encoder_layers, num_decoder_layers=c.n_decoder_layers,
             num_heads=c.n_head, dropout_rate=c.dropout, feed_forward_proj="gelu",
-            pad_token_id=PAD, decoder_start_token_id=BOS,
-            eos_token_id=EOS, use_cache=False,
+            pad_token_id=PAD, decoder_start_token_id=BOS, eos_token_id=EOS, use_cache=False,
         )  # fmt: skip
         self.t5 = T5ForConditionalGeneration(t5)
 
