@@ -35,7 +35,7 @@ venv: $(STAMP)
 
 ## tutorial: run every notebook headless in full mode; trains the model, writes semantic IDs and figures/
 tutorial: $(STAMP)
-	RQVAE_FAST=0 $(PY) -m rqvae_lib.tutorial $(NOTEBOOKS)
+	RQVAE_FAST=0 $(PY) -m rqvae_lib.course.tutorial $(NOTEBOOKS)
 
 ## figures: the same run; every figure lands in figures/ as PNG
 figures: tutorial

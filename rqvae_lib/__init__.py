@@ -1,7 +1,5 @@
 """rqvae_lib: turn item embeddings into hierarchical semantic IDs with a Residual-Quantized VAE."""
 
-__version__ = "0.1.0"  # before the imports: model.py records it in every saved config
-
 from .callbacks import CodebookUsageCallback
 from .config import data_root, fast_mode, resolve_device, seed_everything
 from .evaluate import (
@@ -11,7 +9,7 @@ from .evaluate import (
     evaluate_reconstruction,
     perplexity,
 )
-from .model import RqVae
+from .model import RqVae, RqVaeConfig, load_model
 from .modules import Decoder, Encoder
 from .quantizer import (
     QuantizerConfig,
@@ -23,6 +21,7 @@ from .quantizer import (
 )
 from .semantic_ids import add_collision_suffix, deduplicate, ids_to_tokens, prefix_groups
 from .training import load_or_train, make_trainer, train_model
+from .version import __version__
 
 __all__ = [
     "Decoder",
@@ -31,6 +30,8 @@ __all__ = [
     "QuantizerOutput",
     "ResidualQuantizer",
     "RqVae",
+    "RqVaeConfig",
+    "load_model",
     "VectorQuantizer",
     "add_collision_suffix",
     "batch_inference",
@@ -51,4 +52,5 @@ __all__ = [
     "load_or_train",
     "make_trainer",
     "train_model",
+    "__version__",
 ]

@@ -1,8 +1,8 @@
-"""Reading Lightning checkpoints and saved models, with errors that name the file and the problem.
+"""Reading Lightning checkpoints, with errors that name the file and the problem.
 
-The command line and the notebooks load models through :func:`load_model`; a missing, truncated
-or mismatched file raises :class:`CheckpointError` (a ValueError) or
+A missing, truncated or mismatched file raises :class:`CheckpointError` (a ValueError) or
 :class:`CheckpointNotFoundError` (a FileNotFoundError) saying which file and what is wrong.
+:func:`rqvae_lib.model.load_model` reads a model from a checkpoint or a saved folder with them.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
-
-from .model import RqVae
+from torch import Tensor, nn
 
 
 class CheckpointError(ValueError):
@@ -26,7 +24,7 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 
 
 def read_checkpoint(
-    path: str | os.PathLike, model: RqVae | None = None, weights_only: bool | None = None
+    path: str | os.PathLike, model: nn.Module | None = None, weights_only: bool | None = None
 ) -> dict[str, Any]:
     """Load a Lightning checkpoint on the CPU; with ``model``, also require that it fits ``model``.
 
@@ -77,43 +75,9 @@ def check_same_config(
         )
 
 
-def check_weights(model: RqVae, state: dict[str, Tensor], path: str | os.PathLike) -> None:
+def check_weights(model: nn.Module, state: dict[str, Tensor], path: str | os.PathLike) -> None:
     """``model._check_state_dict`` as a CheckpointError naming ``path``."""
     try:
         model._check_state_dict(state, source=f"checkpoint {path}")
     except ValueError as err:
         raise CheckpointError(str(err)) from err
-
-
-def model_from_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> RqVae:
-    """The RqVae a checkpoint describes: built from its own hyperparameters, weights loaded."""
-    saved = checkpoint.get("hyper_parameters") or {}
-    known = set(RqVae.option_names())
-    options = {k: v for k, v in saved.items() if k in known}
-    try:
-        model = RqVae(**options)
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"checkpoint {path} holds an invalid model config: {err}") from err
-    check_weights(model, checkpoint["state_dict"], path)
-    model.load_state_dict(checkpoint["state_dict"])
-    model.check_finite(f"the model in {path}")
-    return model
-
-
-def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> RqVae:
-    """Load an RqVae in eval mode from a Lightning ``.ckpt`` or a ``save_pretrained`` folder.
-
-    The model's config comes from the file itself. Raises ``CheckpointNotFoundError`` (a
-    ``FileNotFoundError``) or ``CheckpointError`` (a ``ValueError``) naming the file and the
-    problem: missing, truncated, mismatched or non-finite weights.
-    """
-    path = Path(path)
-    if path.is_dir():
-        try:
-            return RqVae.from_pretrained(path, map_location)
-        except FileNotFoundError as err:
-            raise CheckpointNotFoundError(str(err)) from err
-        except Exception as err:  # a bad config.json, a truncated model.safetensors, a mismatch
-            raise CheckpointError(f"cannot load the model saved in {path}: {err}") from err
-    model = model_from_checkpoint(read_checkpoint(path), path)
-    return model.to(map_location).eval()

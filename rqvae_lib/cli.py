@@ -22,11 +22,10 @@ from . import data as _data  # noqa: F401  (registers the data modules: --data S
 from .checkpoints import (  # noqa: F401  (re-exported: the command line's errors)
     CheckpointError,
     CheckpointNotFoundError,
-    load_model,
     read_checkpoint,
 )
 from .config import resolve_device
-from .model import RqVae
+from .model import RqVae, load_model
 from .semantic_ids import write_semantic_ids
 
 PROG = "python -m rqvae_lib"

@@ -28,13 +28,6 @@ def artifacts_dir() -> Path:
     return path
 
 
-def figures_dir() -> Path:
-    """Where notebooks write their PNG figures: ``$RQVAE_FIGURES`` or ``<repo>/figures``."""
-    path = Path(os.environ.get("RQVAE_FIGURES", REPO_ROOT / "figures")).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def display_path(path: str | os.PathLike) -> str:
     """``path`` as notebooks print it: relative to the repository, never this machine's layout.
 
@@ -95,7 +88,7 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 #: The preset the notebooks, CLI config and benchmarks train: TIGER's RQ-VAE *shape* (encoder
 #: 512-256-128, a 32-d latent, 3 levels of 256 codes, beta 0.25) on 384-d all-MiniLM-L6-v2
-#: embeddings, with *this project's* training recipe, not the paper's (see TIGER_PAPER_RQVAE):
+#: embeddings, with *this project's* training recipe, not the paper's (see ``rqvae_lib.course.papers.TIGER_PAPER_RQVAE``):
 #: a heavy reconstruction weight, Adam with a per-step cosine decay from 3e-3 and a small
 #: usage-balancing code bias, the best point of the trade-offs measured by
 #: ``benchmarks/quality.py`` (the measurements are in benchmarks/RESULTS.md). ``RqVae``'s keyword
@@ -111,26 +104,4 @@ TUTORIAL_CONFIG: dict = {
     "recon_weight": 384.0,
     "lr_schedule": "cosine",
     "balance_rate": 5e-4,
-}
-
-#: The RQ-VAE recipe as the TIGER paper states it (Rajput et al., 2023, "Recommender Systems
-#: with Generative Retrieval", arXiv:2305.05065, sections 3.1 and 4), for comparison with
-#: TUTORIAL_CONFIG. Plain strings: some entries are prose, and "not stated" means the paper does
-#: not say. Notebook 03 prints it beside this project's recipe.
-TIGER_PAPER_RQVAE: dict[str, str] = {
-    "item text": "title, price, brand and category, as one sentence",
-    "text encoder": "Sentence-T5, 768-d",
-    "encoder layers": "512, 256, 128, ReLU",
-    "latent dim": "32",
-    "levels x codes": "3 x 256, one codebook per level",
-    "beta (commitment)": "0.25",
-    "codebook init": "k-means on the first training batch",
-    "dead-code restarts": "not stated",
-    "usage balancing": "not stated",
-    "reconstruction weight": "1 (loss = reconstruction + RQ-VAE loss)",
-    "optimizer": "Adagrad, learning rate 0.4",
-    "learning-rate schedule": "not stated",
-    "batch size": "1024",
-    "training": "20k epochs, for codebook usage of at least 80%",
-    "collisions": "a 4th code numbering the items that share an ID",
 }

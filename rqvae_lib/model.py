@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import json
+import numbers
 import os
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,18 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from . import __version__
+from .checkpoints import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    check_weights,
+    read_checkpoint,
+)
 from .checks import all_finite, check_choice, check_float, check_int
 from .io import atomic_dir, sha256_file
 from .modules import Decoder, Encoder, hidden_sizes
 from .quantizer import QuantizerConfig, ResidualQuantizer, codebook_maintenance
 from .semantic_ids import deduplicate as _deduplicate
+from .version import __version__
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 #: The reference's training metrics, logged once per epoch.
@@ -31,20 +38,97 @@ META_KEYS = ("class_name", "library_version", "weights_sha256")
 HALF_PRECISIONS = ("16-true", "bf16-true", "16", "bf16", "half")
 
 
+@dataclass(frozen=True)
+class RqVaeConfig:
+    """Every option of :class:`RqVae`, declared once and checked when built.
+
+    ``RqVae(**options)`` (the reference's keyword constructor) builds one, and
+    ``RqVae.from_config(config)`` takes one. ``as_dict()`` is the flat form that Lightning's
+    ``hparams``, ``config.json`` and the command line's ``--model.*`` options use: the quantizer's
+    options sit beside the model's.
+
+    Attributes:
+        input_dim: width of the item embeddings.
+        hidden_dim: the MLP's hidden widths, one int or a list (TIGER: 512, 256, 128).
+        latent_dim: width of the latent that is quantized.
+        num_embeddings: codes per level (K).
+        learning_rate: Adam's (peak) learning rate.
+        num_levels: codebook levels: the length of a semantic ID.
+        recon_weight: weight of the reconstruction term (1: the reference's ``recon + commitment
+            + embedding``; larger trades collisions for accuracy).
+        weight_decay: decay on the encoder's and decoder's weight matrices only.
+        lr_schedule: ``"plateau"`` (ReduceLROnPlateau) or ``"cosine"`` (per-step decay to 0).
+        quantizer: the codebook options (:class:`~rqvae_lib.quantizer.QuantizerConfig`).
+    """
+
+    input_dim: int = 768
+    hidden_dim: int | tuple[int, ...] = 512
+    latent_dim: int = 256
+    num_embeddings: int = 1024
+    learning_rate: float = 1e-3
+    num_levels: int = 3
+    recon_weight: float = 1.0
+    weight_decay: float = 0.0
+    lr_schedule: str = "plateau"
+    quantizer: QuantizerConfig = QuantizerConfig()  # noqa: RUF009  (frozen: safe to share)
+
+    def __post_init__(self) -> None:
+        """Check every option, naming the bad one; store normalized types so configs compare."""
+        sizes = hidden_sizes(self.hidden_dim)
+        hidden: int | tuple[int, ...] = (
+            sizes[0] if isinstance(self.hidden_dim, numbers.Integral) else tuple(sizes)
+        )  # keep the reference's int form
+        checked = {
+            "input_dim": check_int("input_dim", self.input_dim, 1),
+            "hidden_dim": hidden,
+            "latent_dim": check_int("latent_dim", self.latent_dim, 1),
+            "num_embeddings": check_int("num_embeddings", self.num_embeddings, 1),
+            "learning_rate": check_float("learning_rate", self.learning_rate, 0.0),
+            "num_levels": check_int("num_levels", self.num_levels, 1),
+            "recon_weight": check_float("recon_weight", self.recon_weight, 0.0),
+            "weight_decay": check_float("weight_decay", self.weight_decay, 0.0),
+            "lr_schedule": check_choice("lr_schedule", self.lr_schedule, ("plateau", "cosine")),
+            "quantizer": QuantizerConfig.build(self.quantizer),
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """The flat option names: the model's, then the quantizer's."""
+        own = [f.name for f in dataclasses.fields(cls) if f.name != "quantizer"]
+        return tuple(own + list(QuantizerConfig.names()))
+
+    @classmethod
+    def from_dict(cls, options: dict[str, Any]) -> RqVaeConfig:
+        """The config of flat ``options`` (as :meth:`as_dict` writes them); unknown keys are errors."""
+        unknown = sorted(set(options) - set(cls.option_names()))
+        if unknown:
+            raise TypeError(
+                f"unknown RqVae option(s) {unknown}; the options are {list(cls.option_names())}"
+            )
+        quantizer = {k: v for k, v in options.items() if k in QuantizerConfig.names()}
+        own = {k: v for k, v in options.items() if k not in quantizer}
+        return cls(**own, quantizer=QuantizerConfig(**quantizer))
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every option, flat (the quantizer's beside the model's), JSON-ready."""
+        own = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "quantizer"
+        }
+        if isinstance(own["hidden_dim"], tuple):
+            own["hidden_dim"] = list(own["hidden_dim"])
+        return {**own, **self.quantizer.as_dict()}
+
+
 class RqVae(pl.LightningModule):
     """Residual-Quantized VAE that turns item embeddings into semantic IDs.
 
-    The first six arguments and their defaults are the reference API's. Keyword options:
-    ``num_levels`` (codebook levels; the ID length), ``recon_weight`` (weight of the
-    reconstruction term in the total loss: 1 is the reference's ``recon + commitment +
-    embedding``; larger trades collisions for accuracy), ``weight_decay`` (AdamW-style decay on
-    the encoder's and decoder's weight matrices only), ``lr_schedule`` (``"plateau"``:
-    ReduceLROnPlateau; ``"cosine"``: cosine decay to 0 over the fit, per step), and the
-    quantizer's options, given as ``quantizer=QuantizerConfig(...)`` or as keywords
-    (``kmeans_init``, ``dead_code_steps``, ``use_cosine``, ``seed``, ``balance_rate``; see
-    :class:`~rqvae_lib.quantizer.QuantizerConfig`). ``commitment_cost=None`` takes the
-    quantizer config's (0.25 by default, as in the reference).
-    ``hidden_dim`` may be a list, e.g. ``[512, 256, 128]`` with ``latent_dim=32`` for TIGER.
+    The first six arguments and their defaults are the reference API's; the keyword options
+    and the quantizer's (given as ``quantizer=QuantizerConfig(...)`` or as keywords such as
+    ``kmeans_init=False``) are described in :class:`RqVaeConfig`, which the constructor builds
+    (``model.config``). ``commitment_cost=None`` takes the quantizer config's (0.25 by default,
+    as in the reference).
 
     Semantic IDs have shape ``(batch, num_levels)``: column ``l`` is the code chosen at level
     ``l``. The reference's single-quantizer ``(batch,)`` ID is the ``num_levels=1`` case,
@@ -68,43 +152,46 @@ class RqVae(pl.LightningModule):
         **quantizer_options: Any,
     ) -> None:
         super().__init__()
-        config = QuantizerConfig.build(
-            quantizer, commitment_cost=commitment_cost, **quantizer_options
+        config = RqVaeConfig(
+            input_dim=input_dim,
+            hidden_dim=hidden_dim,
+            latent_dim=latent_dim,
+            num_embeddings=num_embeddings,
+            learning_rate=learning_rate,
+            num_levels=num_levels,
+            recon_weight=recon_weight,
+            weight_decay=weight_decay,
+            lr_schedule=lr_schedule,
+            quantizer=QuantizerConfig.build(
+                quantizer, commitment_cost=commitment_cost, **quantizer_options
+            ),
         )
-        options = {
-            "input_dim": check_int("input_dim", input_dim, 1),
-            "hidden_dim": hidden_sizes(hidden_dim),
-            "latent_dim": check_int("latent_dim", latent_dim, 1),
-            "num_embeddings": check_int("num_embeddings", num_embeddings, 1),
-            "learning_rate": check_float("learning_rate", learning_rate, 0.0),
-            "num_levels": check_int("num_levels", num_levels, 1),
-            "recon_weight": check_float("recon_weight", recon_weight, 0.0),
-            "weight_decay": check_float("weight_decay", weight_decay, 0.0),
-            "lr_schedule": check_choice("lr_schedule", lr_schedule, ("plateau", "cosine")),
-        }
-        if not isinstance(hidden_dim, Sequence):
-            options["hidden_dim"] = options["hidden_dim"][0]  # keep the reference's int form
+        #: Every option, in one frozen dataclass; ``RqVae.from_config(model.config)`` rebuilds it.
+        self.config = config
         # Flat hyperparameters: every option, quantizer's included, so RqVae(**hparams) rebuilds it.
-        self.save_hyperparameters({**options, **config.as_dict()})
-        self.input_dim, self.latent_dim = options["input_dim"], options["latent_dim"]
-        self.learning_rate = options["learning_rate"]
-        self.encoder = Encoder(self.input_dim, options["hidden_dim"], self.latent_dim)
+        self.save_hyperparameters(config.as_dict())
+        self.input_dim, self.latent_dim = config.input_dim, config.latent_dim
+        self.learning_rate = config.learning_rate
+        sizes = hidden_sizes(config.hidden_dim)
+        self.encoder = Encoder(self.input_dim, sizes, self.latent_dim)
         self.quantizer = ResidualQuantizer(
-            options["num_levels"], options["num_embeddings"], self.latent_dim, config=config
+            config.num_levels, config.num_embeddings, self.latent_dim, config=config.quantizer
         )
-        self.decoder = Decoder(self.latent_dim, options["hidden_dim"], self.input_dim)
+        self.decoder = Decoder(self.latent_dim, sizes, self.input_dim)
         self._epoch_sums: Tensor | None = None  # running loss sums of the epoch (see training_step)
         self._epoch_count = 0
 
     @classmethod
+    def from_config(cls, config: RqVaeConfig) -> RqVae:
+        """A new, untrained model of ``config``."""
+        if not isinstance(config, RqVaeConfig):
+            raise TypeError(f"expected an RqVaeConfig, got {type(config).__name__}")
+        return cls(**config.as_dict())
+
+    @classmethod
     def option_names(cls) -> tuple[str, ...]:
         """Every constructor option, as stored in ``hparams`` and ``config.json``."""
-        own = [
-            name
-            for name, p in inspect.signature(cls.__init__).parameters.items()
-            if name not in ("self", "quantizer") and p.kind is not p.VAR_KEYWORD
-        ]
-        return tuple(own + [n for n in QuantizerConfig.names() if n not in own])
+        return RqVaeConfig.option_names()
 
     # --- the model ------------------------------------------------------------------------
     def check_features(self, features: Any) -> Tensor:
@@ -377,8 +464,6 @@ class RqVae(pl.LightningModule):
         cls, checkpoint_path: str | os.PathLike, map_location: Any = None, **kwargs: Any
     ) -> RqVae:
         """Lightning's loader, after a check that names the file and the problem when it is unusable."""
-        from .checkpoints import read_checkpoint
-
         read_checkpoint(checkpoint_path)
         return super().load_from_checkpoint(checkpoint_path, map_location=map_location, **kwargs)
 
@@ -405,3 +490,37 @@ class RqVae(pl.LightningModule):
                 + "; ".join(problems[:6])
                 + (f" (and {len(problems) - 6} more)" if len(problems) > 6 else "")
             )
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> RqVae:
+    """The RqVae a checkpoint describes: built from its own hyperparameters, weights loaded."""
+    saved = checkpoint.get("hyper_parameters") or {}
+    known = set(RqVae.option_names())
+    options = {k: v for k, v in saved.items() if k in known}
+    try:
+        model = RqVae(**options)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {path} holds an invalid model config: {err}") from err
+    check_weights(model, checkpoint["state_dict"], path)
+    model.load_state_dict(checkpoint["state_dict"])
+    model.check_finite(f"the model in {path}")
+    return model
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> RqVae:
+    """Load an RqVae in eval mode from a Lightning ``.ckpt`` or a ``save_pretrained`` folder.
+
+    The model's config comes from the file itself. Raises ``CheckpointNotFoundError`` (a
+    ``FileNotFoundError``) or ``CheckpointError`` (a ``ValueError``) naming the file and the
+    problem: missing, truncated, mismatched or non-finite weights.
+    """
+    path = Path(path)
+    if path.is_dir():
+        try:
+            return RqVae.from_pretrained(path, map_location)
+        except FileNotFoundError as err:
+            raise CheckpointNotFoundError(str(err)) from err
+        except Exception as err:  # a bad config.json, a truncated model.safetensors, a mismatch
+            raise CheckpointError(f"cannot load the model saved in {path}: {err}") from err
+    model = model_from_checkpoint(read_checkpoint(path), path)
+    return model.to(map_location).eval()

@@ -108,7 +108,7 @@ class EpochPrinter(pl.Callback):
         print(f"{text}  ({time.perf_counter() - self.start:.0f} s)", flush=True)
 
 
-class TrainResult(NamedTuple):
+class TrainRun(NamedTuple):
     """What :func:`train_model` returns."""
 
     model: RqVae
@@ -134,7 +134,7 @@ def train_model(
     save_dir: str | os.PathLike | None = None,
     usage_every_n_epochs: int = 1,
     **model_kwargs: Any,
-) -> TrainResult:
+) -> TrainRun:
     """Build ``RqVae(**config, **model_kwargs)`` (config defaults to TUTORIAL_CONFIG) and fit it.
 
     The input width comes from the data (``datamodule.dim``). The usage callback watches the
@@ -154,10 +154,10 @@ def train_model(
     seconds = time.perf_counter() - start
     callback = next(c for c in trainer.callbacks if isinstance(c, CodebookUsageCallback))
     metrics_csv = Path(trainer.logger.log_dir) / METRICS_NAME
-    return TrainResult(model.eval(), trainer, callback.history, metrics_csv, seconds)
+    return TrainRun(model.eval(), trainer, callback.history, metrics_csv, seconds)
 
 
-def save_run(result: TrainResult, directory: str | os.PathLike, overwrite: bool = False) -> Path:
+def save_run(result: TrainRun, directory: str | os.PathLike, overwrite: bool = False) -> Path:
     """``save_pretrained`` plus the usage history, the metrics CSV and timing, as one folder.
 
     Written atomically with the model; an existing folder is replaced only with ``overwrite``.

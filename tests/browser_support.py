@@ -118,7 +118,7 @@ def write_solution_demo(path: Path) -> Path:
         "*Time:* 1 min to read"
     )
     setup = nbformat.v4.new_code_cell(
-        "from rqvae_lib.exercises import check", execution_count=1, outputs=[]
+        "from rqvae_lib.course.exercises import check", execution_count=1, outputs=[]
     )
     nb.cells = [title, setup, *solution_demo_cells()]
     nbformat.write(nb, path)

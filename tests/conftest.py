@@ -1,8 +1,8 @@
 """Shared fixtures: a data root holding the real Amazon files, Beauty's cached embeddings, and a
 tiny P5-layout copy (``p5_tiny``, ``p5_root``) for the tests that must run without the real data.
 
-The real files are read from ``$RQVAE_SHARED_DATA`` (default ``<repo>/../shared/data``), never
-copied into the repository. The data root is ``$RQVAE_DATA_ROOT`` when set, so the embedding
+The real files are read from ``$RQVAE_SHARED_DATA`` (``make test`` sets it where a local copy
+exists), never copied into the repository; without it the tests of the real counts skip. The data root is ``$RQVAE_DATA_ROOT`` when set, so the embedding
 cache written there is reused by later runs and by the notebooks; else a fresh temp folder.
 """
 
@@ -15,16 +15,17 @@ import numpy as np
 import pytest
 from p5_fixture import TINY, P5Fixture, build_p5_fixture
 
-from rqvae_lib.config import REPO_ROOT
 from rqvae_lib.data import SPLITS, build_item_texts, link_local_copy, load_items, load_or_embed
 from rqvae_lib.data.amazon import missing_files, processed_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-SHARED_DATA = Path(os.environ.get("RQVAE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("RQVAE_SHARED_DATA", "")).expanduser()
 
 
 def _shared(split: str) -> Path:
-    return SHARED_DATA.expanduser() / f"amazon-{split}"
+    if not os.environ.get("RQVAE_SHARED_DATA"):
+        return Path("$RQVAE_SHARED_DATA (not set)") / f"amazon-{split}"
+    return SHARED_DATA / f"amazon-{split}"
 
 
 @pytest.fixture(scope="session")

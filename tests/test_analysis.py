@@ -15,11 +15,11 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from rqvae_lib import analysis, plots  # noqa: E402
-from rqvae_lib.data import SyntheticDataModule, make_synthetic_catalog  # noqa: E402
+from rqvae_lib.course import analysis, plots  # noqa: E402
+from rqvae_lib.data import SyntheticDataModule, make_synthetic_catalogue  # noqa: E402
 from rqvae_lib.semantic_ids import add_collision_suffix  # noqa: E402
 from rqvae_lib.training import load_or_train, load_run_history, train_model  # noqa: E402
-from rqvae_lib.tutorial import strip_notebook  # noqa: E402
+from rqvae_lib.course.tutorial import strip_notebook  # noqa: E402
 
 SMALL = {
     "input_dim": 32,
@@ -58,14 +58,14 @@ def test_load_or_train_trains_once_then_loads(run, tmp_path):
     model = load_or_train(target, dm, 1, config=SMALL, quiet=True, save_dir=tmp_path / "logs")
     assert (target / "config.json").is_file() and len(load_run_history(target)) == 1
     loaded = load_or_train(target)  # no datamodule needed once saved
-    x = dm.catalog.features[:64]
+    x = dm.synthetic.features[:64]
     assert torch.equal(model.generate_semantic_ids(x), loaded.generate_semantic_ids(x))
     with pytest.raises(FileNotFoundError):
         load_or_train(tmp_path / "missing")
 
 
 def test_category_prediction_beats_random_on_true_clusters():
-    cat = make_synthetic_catalog(600, 16, (4, 4, 4), seed=1)
+    cat = make_synthetic_catalogue(600, 16, (4, 4, 4), seed=1)
     ids = torch.as_tensor(cat.labels)  # a perfect hierarchical ID
     df = analysis.category_prediction(ids, cat.labels[:, 0])
     assert list(df.index) == [1, 2, 3]
@@ -135,7 +135,7 @@ def test_pair_prefix_sharing_finds_planted_structure():
 
 
 def test_neighbours_and_reconstruction_error():
-    cat = make_synthetic_catalog(300, 16, (3, 3), seed=2)
+    cat = make_synthetic_catalogue(300, 16, (3, 3), seed=2)
     ids = torch.as_tensor(cat.labels)
     emb = analysis.embedding_neighbours(cat.features, 0, k=5)
     pre = analysis.prefix_neighbours(ids, cat.features, 0, k=5)

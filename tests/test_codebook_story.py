@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from rqvae_lib import analysis, plots  # noqa: E402
+from rqvae_lib.course import analysis, plots  # noqa: E402
 from rqvae_lib.baselines import rq_kmeans  # noqa: E402
 
 

@@ -1,24 +1,37 @@
-"""The presets in rqvae_lib.config say what they are: TIGER's shape, this project's recipe."""
+"""The presets are declared once: the command line's config and the lessons read the same values."""
 
 from __future__ import annotations
 
-import rqvae_lib.config as config
-from rqvae_lib.config import TIGER_PAPER_RQVAE, TUTORIAL_CONFIG
-from rqvae_lib.model import RqVae
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rqvae_lib.config import REPO_ROOT, TUTORIAL_CONFIG
+from rqvae_lib.model import RqVae, RqVaeConfig
+from rqvae_lib.quantizer import QuantizerConfig
 
 
-def test_tutorial_config_has_the_shape_the_paper_states() -> None:
-    assert TUTORIAL_CONFIG["hidden_dim"] == [512, 256, 128]
-    assert TIGER_PAPER_RQVAE["encoder layers"].startswith("512, 256, 128")
-    assert str(TUTORIAL_CONFIG["latent_dim"]) == TIGER_PAPER_RQVAE["latent dim"] == "32"
-    levels, codes = TUTORIAL_CONFIG["num_levels"], TUTORIAL_CONFIG["num_embeddings"]
-    assert TIGER_PAPER_RQVAE["levels x codes"].startswith(f"{levels} x {codes}")
-    assert str(TUTORIAL_CONFIG["commitment_cost"]) == TIGER_PAPER_RQVAE["beta (commitment)"]
+def _yaml_model_config(path: Path) -> RqVaeConfig:
+    """The RqVaeConfig that ``python -m rqvae_lib fit --config path`` builds."""
+    model = dict(yaml.safe_load(path.read_text())["model"])
+    quantizer = QuantizerConfig(**model.pop("quantizer", {}))
+    return RqVae(**model, quantizer=quantizer).config
 
 
-def test_tutorial_config_builds_a_model_and_the_old_name_is_gone() -> None:
+def test_beauty_yaml_is_the_tutorial_preset() -> None:
+    """configs/beauty.yaml trains exactly TUTORIAL_CONFIG: a value changed in one place but not
+    the other fails here, naming the option."""
+    from_yaml = _yaml_model_config(REPO_ROOT / "configs" / "beauty.yaml").as_dict()
+    preset = RqVaeConfig.from_dict(TUTORIAL_CONFIG).as_dict()
+    assert {k: v for k, v in from_yaml.items() if preset[k] != v} == {}
+
+
+def test_tutorial_preset_overrides_only_known_options_and_builds_a_model() -> None:
+    config = RqVaeConfig.from_dict(TUTORIAL_CONFIG)
     model = RqVae(**TUTORIAL_CONFIG)
-    assert model.hparams.recon_weight == TUTORIAL_CONFIG["recon_weight"]
-    # The training recipe is this project's, not the paper's: the name must not claim more.
-    assert "Adagrad" in TIGER_PAPER_RQVAE["optimizer"] and model.hparams.lr_schedule == "cosine"
-    assert not hasattr(config, "TIGER_CONFIG")
+    assert model.config == config
+    assert RqVae.from_config(config).config == config
+    with pytest.raises(TypeError, match="unknown RqVae option"):
+        RqVaeConfig.from_dict({**TUTORIAL_CONFIG, "n_levels": 3})
+

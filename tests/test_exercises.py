@@ -1,8 +1,8 @@
 """The checked exercises: every registered exercise passes its reference solution, fails each
 listed wrong answer with its hint, and reports its placeholder as not done without raising.
 
-Generic over ``rqvae_lib.exercises.EXERCISES``: an exercise added later is covered as soon as it
-is registered with a solution and a wrong answer in ``rqvae_lib.exercises_solutions``. The last
+Generic over ``rqvae_lib.course.exercises.EXERCISES``: an exercise added later is covered as soon as it
+is registered with a solution and a wrong answer in the answer key (``exercise_answers.py``). The last
 tests hold the notebooks to the cell conventions of ``site/CONVENTIONS.md``.
 """
 
@@ -15,9 +15,9 @@ import nbformat
 import pytest
 
 from rqvae_lib.config import REPO_ROOT
-from rqvae_lib.exercises import CORRECT, EXERCISES, NOT_DONE, WRONG, check, feedback
-from rqvae_lib.exercises_solutions import SOLUTIONS, WRONG_ANSWERS
-from rqvae_lib.tutorial import strip_notebook
+from rqvae_lib.course.exercises import CORRECT, EXERCISES, NOT_DONE, WRONG, check, feedback
+from exercise_answers import SOLUTIONS, WRONG_ANSWERS
+from rqvae_lib.course.tutorial import strip_notebook
 
 IDS = sorted(EXERCISES)
 WRONG_CASES = [
@@ -32,7 +32,7 @@ def test_registry_is_complete():
     assert IDS, "no exercise registered"
     for ex_id in IDS:
         assert re.fullmatch(r"\d\d-[a-z0-9-]+", ex_id), f"{ex_id}: ids look like 02-short-name"
-        assert ex_id in SOLUTIONS, f"{ex_id}: no reference solution in exercises_solutions.py"
+        assert ex_id in SOLUTIONS, f"{ex_id}: no reference solution in exercise_answers.py"
         assert WRONG_ANSWERS.get(ex_id), f"{ex_id}: list at least one wrong answer"
         assert EXERCISES[ex_id].question, f"{ex_id}: no question"
     assert set(SOLUTIONS) <= set(IDS), "solutions for exercises that are not registered"

@@ -24,7 +24,7 @@ from rqvae_lib import (
     evaluate_reconstruction,
     seed_everything,
 )
-from rqvae_lib.data.synthetic import make_synthetic_catalog
+from rqvae_lib.data.synthetic import make_synthetic_catalogue
 from rqvae_lib.semantic_ids import deduplicate
 
 REFERENCE_METRICS = {
@@ -55,16 +55,16 @@ def trainer(tmp_path=None, epochs: int = 2, **kw) -> pl.Trainer:
 
 
 @pytest.fixture(scope="module")
-def catalog():
-    return make_synthetic_catalog(num_items=1024, dim=32, branching=(8, 8, 4), seed=1)
+def catalogue():
+    return make_synthetic_catalogue(num_items=1024, dim=32, branching=(8, 8, 4), seed=1)
 
 
 @pytest.fixture(scope="module")
-def trained(catalog):
+def trained(catalogue):
     seed_everything(0)
     model = RqVae(32, [64, 32], 16, 32, num_levels=3)
     trainer(epochs=3).fit(
-        model, DataLoader(Features(catalog.features), batch_size=128, shuffle=True)
+        model, DataLoader(Features(catalogue.features), batch_size=128, shuffle=True)
     )
     return model.eval()
 
@@ -228,11 +228,11 @@ def test_reference_defaults_and_shapes():
     assert single.generate_semantic_ids(x).shape == (10, 1)
 
 
-def test_training_logs_exactly_the_reference_metrics(tmp_path, catalog):
+def test_training_logs_exactly_the_reference_metrics(tmp_path, catalogue):
     model = RqVae(32, 64, 16, 16, num_levels=2)
-    loader = DataLoader(Features(catalog.features), batch_size=128, shuffle=True)
+    loader = DataLoader(Features(catalogue.features), batch_size=128, shuffle=True)
     t = trainer(tmp_path, epochs=1)
-    t.fit(model, loader, DataLoader(Features(catalog.features[:256]), batch_size=128))
+    t.fit(model, loader, DataLoader(Features(catalogue.features[:256]), batch_size=128))
     assert set(t.logged_metrics) == REFERENCE_METRICS
     config = model.configure_optimizers()
     assert isinstance(config["optimizer"], torch.optim.Adam)
@@ -246,10 +246,10 @@ def test_training_logs_exactly_the_reference_metrics(tmp_path, catalog):
 
 
 @pytest.mark.slow
-def test_basic_training_example_runs_without_a_validation_loader(catalog):
+def test_basic_training_example_runs_without_a_validation_loader(catalogue):
     """The reference's ``trainer.fit(model, dataloader)``, with ``accelerator='auto'`` for ``gpus=1``."""
     model = RqVae(input_dim=32, hidden_dim=64, latent_dim=16, num_embeddings=64, learning_rate=1e-3)
-    dataloader = DataLoader(Features(catalog.features), batch_size=32, shuffle=True)
+    dataloader = DataLoader(Features(catalogue.features), batch_size=32, shuffle=True)
     t = pl.Trainer(
         max_epochs=7,
         accelerator="auto",
@@ -257,57 +257,57 @@ def test_basic_training_example_runs_without_a_validation_loader(catalog):
         enable_checkpointing=False,
         enable_progress_bar=False,
     )
-    before = model.generate_semantic_ids(catalog.features)
+    before = model.generate_semantic_ids(catalogue.features)
     t.fit(model, dataloader)
     assert t.current_epoch == 7 and "train_loss" in t.logged_metrics
     assert t.lr_scheduler_configs[0].monitor == "train_loss"
-    assert not torch.equal(before, model.generate_semantic_ids(catalog.features))
+    assert not torch.equal(before, model.generate_semantic_ids(catalogue.features))
 
 
-def test_same_seed_same_semantic_ids(catalog):
+def test_same_seed_same_semantic_ids(catalogue):
     ids = []
     for _ in range(2):
         seed_everything(7)
         model = RqVae(32, 64, 16, 16, num_levels=2, seed=7)
         trainer(epochs=1).fit(
-            model, DataLoader(Features(catalog.features), batch_size=128, shuffle=True)
+            model, DataLoader(Features(catalogue.features), batch_size=128, shuffle=True)
         )
-        ids.append(model.generate_semantic_ids(catalog.features))
+        ids.append(model.generate_semantic_ids(catalogue.features))
     assert torch.equal(*ids)
 
 
-def test_generate_semantic_ids_never_changes_codebooks(catalog):
+def test_generate_semantic_ids_never_changes_codebooks(catalogue):
     model = RqVae(32, 64, 16, 16).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    model.generate_semantic_ids(catalog.features)
-    model(catalog.features)  # a bare forward in training mode, with gradients
+    model.generate_semantic_ids(catalogue.features)
+    model(catalogue.features)  # a bare forward in training mode, with gradients
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-def test_forward_after_fit_leaves_the_trained_codebooks_alone(tmp_path, catalog):
+def test_forward_after_fit_leaves_the_trained_codebooks_alone(tmp_path, catalogue):
     """Lightning leaves the model in training mode after fit; a forward pass must not re-seed
     dead codes or move the balancing bias, and save_pretrained must save the trained model."""
     seed_everything(0)
     model = RqVae(32, 64, 16, 16, num_levels=2, dead_code_steps=1, balance_rate=0.05)
     trainer(epochs=1).fit(
-        model, DataLoader(Features(catalog.features), batch_size=128, shuffle=True)
+        model, DataLoader(Features(catalogue.features), batch_size=128, shuffle=True)
     )
     assert model.training  # as Lightning leaves it
-    ids = model.generate_semantic_ids(catalog.features)
+    ids = model.generate_semantic_ids(catalogue.features)
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    shifted = catalog.features[:1024].roll(1, dims=1)  # inference data unlike the training data
+    shifted = catalogue.features[:1024].roll(1, dims=1)  # inference data unlike the training data
     for _ in range(3):
         model(shifted)[1].backward()
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     model.save_pretrained(tmp_path / "m")
     assert torch.equal(
-        RqVae.from_pretrained(tmp_path / "m").generate_semantic_ids(catalog.features), ids
+        RqVae.from_pretrained(tmp_path / "m").generate_semantic_ids(catalogue.features), ids
     )
 
 
 # --- save and load -----------------------------------------------------------------------
-def test_save_pretrained_round_trip_gives_identical_ids(tmp_path, trained, catalog):
+def test_save_pretrained_round_trip_gives_identical_ids(tmp_path, trained, catalogue):
     trained.save_pretrained(tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
         "config.json",
@@ -316,21 +316,21 @@ def test_save_pretrained_round_trip_gives_identical_ids(tmp_path, trained, catal
     loaded = RqVae.from_pretrained(tmp_path / "m")
     assert loaded.hparams == trained.hparams
     assert torch.equal(
-        loaded.generate_semantic_ids(catalog.features),
-        trained.generate_semantic_ids(catalog.features),
+        loaded.generate_semantic_ids(catalogue.features),
+        trained.generate_semantic_ids(catalogue.features),
     )
 
 
-def test_lightning_checkpoint_round_trip_gives_identical_ids(tmp_path, catalog):
+def test_lightning_checkpoint_round_trip_gives_identical_ids(tmp_path, catalogue):
     seed_everything(0)
     model = RqVae(32, [64, 32], 16, 32, num_levels=3)
     t = trainer(tmp_path, epochs=2, enable_checkpointing=True)
-    t.fit(model, DataLoader(Features(catalog.features), batch_size=128, shuffle=True))
+    t.fit(model, DataLoader(Features(catalogue.features), batch_size=128, shuffle=True))
     path = t.checkpoint_callback.best_model_path
     loaded = RqVae.load_from_checkpoint(path)
     assert torch.equal(
-        loaded.generate_semantic_ids(catalog.features),
-        model.eval().generate_semantic_ids(catalog.features),
+        loaded.generate_semantic_ids(catalogue.features),
+        model.eval().generate_semantic_ids(catalogue.features),
     )
     with pytest.raises(
         ValueError, match=r"does not match.*saved shape \(32, 16\), model expects \(64, 16\)"
@@ -363,15 +363,15 @@ def test_codebook_stats_by_hand():
     assert (s["unique_ids"], s["collision_rate"], s["max_items_per_id"]) == (3, 0.5, 2)
 
 
-def test_evaluation_functions(trained, catalog):
-    loader = DataLoader(Features(catalog.features), batch_size=100)
+def test_evaluation_functions(trained, catalogue):
+    loader = DataLoader(Features(catalogue.features), batch_size=100)
     ids = batch_inference(trained, loader)  # device=None: CPU here
     assert ids.shape == (1024, 3) and ids.device.type == "cpu"
-    assert torch.equal(ids, trained.generate_semantic_ids(catalog.features))
+    assert torch.equal(ids, trained.generate_semantic_ids(catalogue.features))
     rec = evaluate_reconstruction(trained, loader, device="cpu")
-    x_hat = trained(catalog.features)[0]
+    x_hat = trained(catalogue.features)[0]
     assert rec["mse"] == pytest.approx(
-        float(((x_hat - catalog.features) ** 2).sum(1).mean()), rel=1e-4
+        float(((x_hat - catalogue.features) ** 2).sum(1).mean()), rel=1e-4
     )
     assert rec["rmse"] == pytest.approx(rec["mse"] ** 0.5) and 0 < rec["relative_error"] < 1
     q = evaluate_quantization(trained, loader)
@@ -380,10 +380,10 @@ def test_evaluation_functions(trained, catalog):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
-def test_asking_for_cuda_without_it_is_a_clear_error(trained, catalog):
+def test_asking_for_cuda_without_it_is_a_clear_error(trained, catalogue):
     with pytest.raises(RuntimeError, match="CUDA is not available.*device=None"):
         batch_inference(
-            trained, DataLoader(Features(catalog.features), batch_size=100), device="cuda"
+            trained, DataLoader(Features(catalogue.features), batch_size=100), device="cuda"
         )
 
 
@@ -410,7 +410,7 @@ def test_bad_features_say_what_was_expected(trained, features, error, message):
 def test_default_model_does_not_collapse_and_plain_ste_does():
     """Anisotropic catalogue (like sentence embeddings): k-means init + dead-code restart keep every
     level busy and IDs unique; the same model without them collapses to a handful of codes."""
-    cat = make_synthetic_catalog(num_items=2048, dim=64, branching=(16, 8, 8), noise=0.5, seed=0)
+    cat = make_synthetic_catalogue(num_items=2048, dim=64, branching=(16, 8, 8), noise=0.5, seed=0)
     loader = DataLoader(Features(cat.features), batch_size=256, shuffle=True)
     stats = {}
     for name, opts in {
@@ -475,10 +475,10 @@ def test_deduplicate_uses_the_code_bias_as_lookup_does():
     assert sorted(deduplicate(rq, z, ids)[:, 0].tolist()) == [0, 2]
 
 
-def test_cosine_schedule_decays_to_zero_over_the_fit(catalog):
+def test_cosine_schedule_decays_to_zero_over_the_fit(catalogue):
     model = RqVae(32, 64, 16, 16, num_levels=2, lr_schedule="cosine", learning_rate=3e-3)
     t = trainer(epochs=2)
-    t.fit(model, DataLoader(Features(catalog.features), batch_size=128, shuffle=True))
+    t.fit(model, DataLoader(Features(catalogue.features), batch_size=128, shuffle=True))
     config = t.lr_scheduler_configs[0]
     assert isinstance(config.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR)
     assert config.interval == "step" and config.scheduler.T_max == 2 * 8
@@ -506,7 +506,7 @@ def test_reference_usage_examples_as_written(tmp_path, monkeypatch):
     arguments, on 768-d features (sentence-T5's width), 1 epoch instead of 100, and
     ``accelerator="auto"`` for ``gpus=1``."""
     monkeypatch.chdir(tmp_path)
-    dataset = Features(make_synthetic_catalog(num_items=256, dim=768, seed=3).features)
+    dataset = Features(make_synthetic_catalogue(num_items=256, dim=768, seed=3).features)
     dataloader = DataLoader(dataset, batch_size=32, shuffle=True)
     model = RqVae(
         input_dim=768, hidden_dim=512, latent_dim=256, num_embeddings=1024, learning_rate=1e-3

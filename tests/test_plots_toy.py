@@ -12,8 +12,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from rqvae_lib import plots  # noqa: E402
-from rqvae_lib.plots import _residual_ids  # noqa: E402
+from rqvae_lib.course import plots  # noqa: E402
+from rqvae_lib.course.plots import _residual_ids  # noqa: E402
 
 
 @pytest.fixture

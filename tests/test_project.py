@@ -12,7 +12,7 @@ import yaml
 
 from rqvae_lib import add_collision_suffix, codebook_stats, ids_to_tokens, prefix_groups
 from rqvae_lib.baselines import rq_kmeans
-from rqvae_lib.data.synthetic import make_synthetic_catalog
+from rqvae_lib.data.synthetic import make_synthetic_catalogue
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,7 +56,7 @@ def test_collision_suffix_tokens_and_prefix_groups():
 
 
 def test_rq_kmeans_reduces_error_level_by_level():
-    cat = make_synthetic_catalog(num_items=600, dim=16, branching=(4, 4), seed=0)
+    cat = make_synthetic_catalogue(num_items=600, dim=16, branching=(4, 4), seed=0)
     errors = []
     for levels in (1, 2, 3):
         ids, recon = rq_kmeans(cat.features, num_levels=levels, num_embeddings=8)

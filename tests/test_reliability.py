@@ -36,7 +36,7 @@ from rqvae_lib.cli import lightning_cli, main, predict_main
 from rqvae_lib.config import REPO_ROOT
 from rqvae_lib.data import FeatureDataModule, SyntheticDataModule
 from rqvae_lib.data.datasets import FeatureDataset, split_indices
-from rqvae_lib.data.synthetic import make_synthetic_catalog
+from rqvae_lib.data.synthetic import make_synthetic_catalogue
 from rqvae_lib.training import save_run
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -81,7 +81,7 @@ def quiet_trainer(epochs: int = 1, **kw) -> pl.Trainer:
 
 @pytest.fixture(scope="module")
 def features() -> torch.Tensor:
-    return make_synthetic_catalog(num_items=256, dim=DIM, branching=(4, 4), seed=3).features
+    return make_synthetic_catalogue(num_items=256, dim=DIM, branching=(4, 4), seed=3).features
 
 
 def loader(x: torch.Tensor, batch_size: int = 64) -> DataLoader:
@@ -150,7 +150,7 @@ def test_weights_from_another_save_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"sha256.*different saves"):
         RqVae.from_pretrained(a)
     with pytest.raises(CheckpointError, match="sha256"):
-        rqvae_lib.checkpoints.load_model(a)
+        rqvae_lib.model.load_model(a)
 
 
 # --- 3. every option, the class name and the version are stored, and required ----------------

@@ -28,7 +28,7 @@ from rqvae_lib.data.datasets import (
     split_indices,
 )
 from rqvae_lib.data.embed import DEFAULT_MODEL, cache_path, embed_texts, load_or_embed
-from rqvae_lib.data.synthetic import SyntheticCatalog, make_synthetic_catalog
+from rqvae_lib.data.synthetic import SyntheticCatalogue, make_synthetic_catalogue
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -40,7 +40,7 @@ __all__ = [
     "ItemDataModule",
     "LeaveOneOut",
     "P5AmazonItemDataset",
-    "SyntheticCatalog",
+    "SyntheticCatalogue",
     "SyntheticDataModule",
     "build_item_texts",
     "cache_path",
@@ -53,7 +53,7 @@ __all__ = [
     "load_items",
     "load_or_embed",
     "load_user_sequences",
-    "make_synthetic_catalog",
+    "make_synthetic_catalogue",
     "processed_dir",
     "raw_dir",
     "raw_file",

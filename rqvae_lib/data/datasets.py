@@ -23,7 +23,7 @@ from rqvae_lib.data.amazon import (
 from rqvae_lib.data.embed import DEFAULT_MODEL, load_or_embed
 from rqvae_lib.data.loaders import InMemoryBatches
 from rqvae_lib.data.sampling import EpochShuffleSampler
-from rqvae_lib.data.synthetic import make_synthetic_catalog
+from rqvae_lib.data.synthetic import make_synthetic_catalogue
 
 #: Values of ``train_test_split``: a seeded split of the items, or all of them.
 SUBSETS = ("train", "val", "test", "all")
@@ -304,7 +304,7 @@ class ItemDataModule(FeatureDataModule):
 
 
 class SyntheticDataModule(FeatureDataModule):
-    """Lightning wrapper around :func:`make_synthetic_catalog`: no download, known clusters.
+    """Lightning wrapper around :func:`make_synthetic_catalogue`: no download, known clusters.
 
     There is no test split: ``test_dataloader`` yields the validation items.
     """
@@ -322,10 +322,10 @@ class SyntheticDataModule(FeatureDataModule):
     ):
         super().__init__(None, None, batch_size, seed, val_fraction, 0.0, in_memory, num_workers)
         self.save_hyperparameters(ignore="seed")  # a 2nd "seed" beside RqVae's breaks hparam logs
-        self.catalog = make_synthetic_catalog(num_items, dim, tuple(branching), seed=seed)
+        self.synthetic = make_synthetic_catalogue(num_items, dim, tuple(branching), seed=seed)
 
     def load_catalogue(self) -> FeatureDataset:
-        return FeatureDataset(self.catalog.features, torch.arange(len(self.catalog)))
+        return FeatureDataset(self.synthetic.features, torch.arange(len(self.synthetic)))
 
     def test_dataloader(self):
         return self._loader("val")

@@ -9,7 +9,7 @@ import torch
 
 
 @dataclass
-class SyntheticCatalog:
+class SyntheticCatalogue:
     """Features plus the true cluster label at every depth of the hierarchy."""
 
     features: torch.Tensor  # (num_items, dim) float32
@@ -19,7 +19,7 @@ class SyntheticCatalog:
         return self.features.shape[0]
 
 
-def make_synthetic_catalog(
+def make_synthetic_catalogue(
     num_items: int = 4096,
     dim: int = 64,
     branching: tuple[int, ...] = (8, 8, 8),
@@ -28,7 +28,7 @@ def make_synthetic_catalog(
     common: float = 1.0,
     normalize: bool = True,
     seed: int = 0,
-) -> SyntheticCatalog:
+) -> SyntheticCatalogue:
     """Draw items from a tree of Gaussian clusters, reproducibly from ``seed``.
 
     Depth ``d`` has ``prod(branching[:d+1])`` clusters; each child centre is its parent's plus an
@@ -62,4 +62,4 @@ def make_synthetic_catalog(
     for d, b in enumerate(branching):
         denom //= b
         labels[:, d] = leaf // denom
-    return SyntheticCatalog(torch.from_numpy(x.astype(np.float32)), labels)
+    return SyntheticCatalogue(torch.from_numpy(x.astype(np.float32)), labels)

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
@@ -31,7 +30,7 @@ from rqvae_lib.data.amazon import (
     load_user_sequences,
 )
 from rqvae_lib.io import atomic_write
-from rqvae_lib.retrieval.metrics import MetricValue, most_popular, recall_ndcg
+from rqvae_lib.retrieval.metrics import KS, MetricValue, most_popular, recall_ndcg
 from rqvae_lib.retrieval.sasrec import SASRec, SASRecConfig
 from rqvae_lib.retrieval.seq2seq import Seq2SeqConfig, Seq2SeqRetriever, build_seq2seq
 from rqvae_lib.retrieval.sequences import RetrievalSamples, RetrievalSplits, build_samples
@@ -48,16 +47,20 @@ from rqvae_lib.retrieval.train import (
 #: Where an item's semantic ID comes from, for the ID ablation.
 ID_SOURCES = ("rqvae", "rq-kmeans", "random")
 
-#: The cut-offs of the test table (TIGER reports 5 and 10; 20 needs a beam of 20).
-TEST_KS = (5, 10, 20)
+#: The cut-offs that select the best epoch on validation (TIGER reports 5 and 10); the test
+#: table reports a budget's ``test_ks``, at most :data:`~rqvae_lib.retrieval.metrics.KS`.
+VAL_KS = (5, 10)
+
+#: SASRec's learning rate under every budget: constant, as the paper.
+SASREC_LEARNING_RATE = 1e-3
 
 #: Seq2seq sizes: the paper's (4 + 4 layers, 6 heads of 64, MLP 1024), a CPU budget, a test toy.
 SEQ2SEQ_PRESETS: dict[str, dict[str, Any]] = {
     "tiger": {},  # Seq2SeqConfig's defaults are TIGER's sizes
-    "cpu": dict(d_model=128, n_head=4, n_encoder_layers=2, n_decoder_layers=2, d_ff=512),
+    "cpu": dict(d_model=128, num_heads=4, num_encoder_layers=2, num_decoder_layers=2, d_ff=512),
     # no dropout: short CPU budgets underfit, and dropout doubles a CPU training step
     "tiny": dict(
-        d_model=64, n_head=4, n_encoder_layers=1, n_decoder_layers=1, d_ff=128, dropout=0.0
+        d_model=64, num_heads=4, num_encoder_layers=1, num_decoder_layers=1, d_ff=128, dropout=0.0
     ),
 }
 
@@ -85,7 +88,7 @@ class RetrievalBudget:
     max_users: int | None  # a seeded user subset; None: all users
     epochs: int  # at most; the time budget may stop earlier (all models after the same epoch)
     time_budget_s: float | None  # for the seq2seq models together
-    lr: float
+    learning_rate: float
     warmup_steps: int
     val_users: int | None  # validation users for model selection (None: all)
     val_every: int
@@ -98,16 +101,18 @@ class RetrievalBudget:
     def seq2seq_config(self, seed: int = DEFAULT_SEED, verbose: bool = True) -> TrainConfig:
         """The :class:`TrainConfig` of the seq2seq models under this budget."""
         return TrainConfig(
-            epochs=self.epochs, time_budget_s=self.time_budget_s, lr=self.lr,
+            epochs=self.epochs, time_budget_s=self.time_budget_s,
+            learning_rate=self.learning_rate,
             schedule="inverse_sqrt", warmup_steps=self.warmup_steps, val_every=self.val_every,
-            ks=(5, 10), amp=self.amp, deterministic=self.deterministic, seed=seed,
+            ks=VAL_KS, amp=self.amp, deterministic=self.deterministic, seed=seed,
             verbose=verbose, on_nonfinite="stop",
         )  # fmt: skip
 
     def sasrec_config(self, seed: int = DEFAULT_SEED, verbose: bool = True) -> TrainConfig:
-        """The :class:`TrainConfig` of SASRec under this budget (constant lr 1e-3, as the paper)."""
+        """The :class:`TrainConfig` of SASRec under this budget (a constant learning rate)."""
         return TrainConfig(
-            epochs=self.sasrec_epochs, time_budget_s=self.sasrec_budget_s, lr=1e-3, ks=(5, 10),
+            epochs=self.sasrec_epochs, time_budget_s=self.sasrec_budget_s,
+            learning_rate=SASREC_LEARNING_RATE, ks=VAL_KS,
             amp=self.amp, deterministic=self.deterministic, seed=seed, verbose=verbose,
             on_nonfinite="stop",
         )  # fmt: skip
@@ -115,19 +120,18 @@ class RetrievalBudget:
 
 #: Fast mode (CI, 2 CPU cores): a user subset and the tiny model, every step still runs.
 FAST_BUDGET = RetrievalBudget(
-    "fast", "tiny", max_users=3000, epochs=8, time_budget_s=None, lr=3e-3, warmup_steps=50,
+    "fast", "tiny", max_users=3000, epochs=8, time_budget_s=None, learning_rate=3e-3, warmup_steps=50,
     val_users=None, val_every=4, sasrec_epochs=4, sasrec_budget_s=None, test_ks=(5, 10),
 )  # fmt: skip
 #: Full mode on a CPU: every user, the tiny model, 18 minutes of seq2seq training in all.
 CPU_BUDGET = RetrievalBudget(
-    "cpu", "tiny", max_users=None, epochs=100, time_budget_s=1080.0, lr=3e-3, warmup_steps=200,
+    "cpu", "tiny", max_users=None, epochs=100, time_budget_s=1080.0, learning_rate=3e-3, warmup_steps=200,
     val_users=2000, val_every=1, sasrec_epochs=100, sasrec_budget_s=120.0, test_ks=(5, 10),
 )  # fmt: skip
-#: Full mode on a GPU: TIGER's model size, every user, the benchmark's recipe. 5 + 2 minutes of
-#: training, so the whole notebook fits in one 10-minute command on a lent GPU
-#: (``benchmarks/gpu_session.sh``) beside a benchmark run.
+#: Full mode on a GPU: TIGER's model size, every user, the benchmark's recipe; 5 minutes of
+#: seq2seq and 2 x 1 minute of SASRec training (``benchmarks/gpu_session.sh`` runs it).
 GPU_BUDGET = RetrievalBudget(
-    "gpu", "tiger", max_users=None, epochs=400, time_budget_s=300.0, lr=1e-3, warmup_steps=1000,
+    "gpu", "tiger", max_users=None, epochs=400, time_budget_s=300.0, learning_rate=1e-3, warmup_steps=1000,
     val_users=None, val_every=4, sasrec_epochs=400, sasrec_budget_s=60.0, test_ks=(5, 10, 20),
     amp=False, deterministic=False,
 )  # fmt: skip
@@ -295,7 +299,7 @@ def record(
 
 
 def score(
-    model: nn.Module, data: RetrievalData, config: TrainConfig, ks: Sequence[int] = TEST_KS
+    model: nn.Module, data: RetrievalData, config: TrainConfig, ks: Sequence[int] = KS
 ) -> tuple[dict, float]:
     """Test metrics at ``ks`` of a trained model (read once, at the end) and the seconds it took."""
     start = time.perf_counter()
@@ -317,7 +321,7 @@ def run_seq2seq(
     id_tables: Mapping[str, tuple[Tensor, Tensor]],
     preset: str,
     config: TrainConfig,
-    test_ks: Sequence[int] = TEST_KS,
+    test_ks: Sequence[int] = KS,
     val_users: int | None = None,
     backbone: str = "torch",
 ) -> dict[str, tuple[Seq2SeqRetriever, dict[str, Any]]]:
@@ -371,7 +375,7 @@ def run_sasrec(
     data: RetrievalData,
     loss: str,
     config: TrainConfig,
-    test_ks: Sequence[int] = TEST_KS,
+    test_ks: Sequence[int] = KS,
     val_users: int | None = None,
 ) -> tuple[SASRec, dict[str, Any]]:
     """Train SASRec with ``loss`` ("bce": one negative, as TIGER's table; "ce": full softmax)."""
@@ -386,7 +390,7 @@ def run_sasrec(
     )  # fmt: skip
 
 
-def run_most_popular(data: RetrievalData, ks: Sequence[int] = TEST_KS) -> dict[str, Any]:
+def run_most_popular(data: RetrievalData, ks: Sequence[int] = KS) -> dict[str, Any]:
     """The most-popular baseline on the same test users and metrics."""
     start = time.perf_counter()
     test = data.samples.test
@@ -396,62 +400,3 @@ def run_most_popular(data: RetrievalData, ks: Sequence[int] = TEST_KS) -> dict[s
         "most popular", None, None, metrics, time.perf_counter() - start, dataset=data.split,
         model="most-popular",
     )  # fmt: skip
-
-
-#: TIGER's table on Beauty (Rajput et al. 2023, Table 2; P5 split, full item IDs):
-#: https://arxiv.org/abs/2305.05065. SASRec there is trained with the BCE loss.
-PAPER_BEAUTY: dict[str, dict[str, float]] = {
-    "TIGER (paper)": {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384},
-    "SASRec, BCE (TIGER's table)": {
-        "recall@5": 0.0387, "ndcg@5": 0.0249, "recall@10": 0.0605, "ndcg@10": 0.0318,
-    },
-}  # fmt: skip
-
-
-def results_frame(records: Sequence[Mapping[str, Any]], sem: bool = True) -> pd.DataFrame:
-    """One row per record: test Recall/NDCG (``mean ± se`` strings, or floats), epochs, seconds."""
-    rows = []
-    for r in records:
-        row: dict[str, Any] = {"dataset": r.get("dataset", ""), "model": r["name"]}
-        if "job" in r:  # benchmark records: main run or ID ablation
-            row["job"] = r["job"]
-        for metric, (mean, se) in r["test"].items():
-            row[metric] = f"{mean:.4f} ± {se:.4f}" if sem else mean
-        if "epochs" in r:
-            row["epochs (best)"] = f"{r['epochs']} ({r['best_epoch']})"
-            row["train s"] = r["train_seconds"]
-        row["test s"] = r["eval_seconds"]
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    return frame.astype(object).where(frame.notna(), "")
-
-
-def standard_errors(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """The standard errors of each record's test metrics, one row per record (indexed by name),
-    aligned with ``results_frame(records, sem=False).set_index("model")`` for error bars."""
-    frame = pd.DataFrame([{m: se for m, (_, se) in r["test"].items()} for r in records])
-    return frame.set_axis([r["name"] for r in records]).rename_axis("model")
-
-
-def recommendation_table(
-    model: nn.Module, data: RetrievalData, index: int, k: int = 10
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One test user: their history (oldest first) and the model's top ``k`` with titles.
-
-    The second frame marks the held-out test item (``hit``) and whether an item is already in the
-    history (scored as any other item: no masking).
-    """
-    test = data.samples.test
-    history, target = test.histories[index], test.targets[index]
-    top = model.recommend([history], k, users=[test.users[index]])[0].tolist()  # type: ignore[operator]
-    past = pd.DataFrame({"item": history, "title": [data.titles[i] for i in history]})
-    recs = pd.DataFrame(
-        {
-            "rank": range(1, len(top) + 1),
-            "item": top,
-            "title": [data.titles.get(i, "(none)") for i in top],
-            "hit": [i == target for i in top],
-            "in history": [i in set(history) for i in top],
-        }
-    )
-    return past, recs.set_index("rank")

@@ -13,8 +13,9 @@ hint), so a notebook runs top to bottom as committed. It raises only for an unkn
 An exercise is a checker registered with :func:`exercise` under an id ``"NN-short-name"``
 (``NN``: its notebook). The checker receives the answer and returns ``None`` when it is right,
 or a hint (a ``str``) when it is wrong; it raises :class:`NotDone` when the answer is still a
-placeholder. Each exercise's reference solution and typical wrong answers are in
-:mod:`rqvae_lib.exercises_solutions`; the tests run every registered exercise through both.
+placeholder. Each exercise's reference solution and typical wrong answers live with the tests
+(``tests/exercise_answers.py``), outside the installed package, so a student who installs it
+cannot import the answers; the tests run every registered exercise through both.
 How the notebooks lay out an exercise is in ``site/CONVENTIONS.md``.
 """
 
@@ -219,7 +220,7 @@ def _item_rows() -> list:
 )
 @_function_exercise
 def _item_text(answer: Any) -> str | None:
-    from .data.amazon import item_text
+    from rqvae_lib.data.amazon import item_text
 
     for row in _item_rows():
         want = item_text(row)
@@ -417,7 +418,7 @@ def _residual_case() -> tuple[torch.Tensor, list[torch.Tensor]]:
 
 def _reference_residual(z: torch.Tensor, codebooks: list[torch.Tensor]):
     """IDs and reconstruction from the library's ResidualQuantizer with these codebooks."""
-    from .quantizer import ResidualQuantizer
+    from rqvae_lib.quantizer import ResidualQuantizer
 
     levels, (size, dim) = len(codebooks), codebooks[0].shape
     library = ResidualQuantizer(levels, size, dim, kmeans_init=False, dead_code_steps=0)
@@ -897,7 +898,7 @@ def _small_ids(seed: int, n: int = 40, levels: int = 3, k: int = 3) -> torch.Ten
 
 
 def _reference_suffix(ids: torch.Tensor) -> torch.Tensor:
-    from .semantic_ids import add_collision_suffix
+    from rqvae_lib.semantic_ids import add_collision_suffix
 
     return add_collision_suffix(ids)
 

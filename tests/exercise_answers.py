@@ -1,4 +1,7 @@
-"""Reference solutions of the exercises in :mod:`rqvae_lib.exercises`, and typical wrong answers.
+"""The answer key: reference solutions of :mod:`rqvae_lib.course.exercises`, and typical wrong answers.
+
+It lives with the tests, not in the package, so a student who installs the package cannot
+import it.
 
 ``SOLUTIONS[id]`` is the answer the notebook's solution cell gives (the same code); the tests
 check that it passes. ``WRONG_ANSWERS[id]`` lists ``(answer, words the hint must contain)``:

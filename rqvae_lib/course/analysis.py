@@ -210,7 +210,7 @@ def neighbour_table(
 ) -> pd.DataFrame:
     """Side by side: the ``k`` nearest items by embedding and by ID prefix, with shared depth."""
     ids = _ids(ids)
-    from .semantic_ids import ids_to_tokens
+    from rqvae_lib.semantic_ids import ids_to_tokens
 
     out = {}
     for name, rows in (

@@ -1,4 +1,4 @@
-"""Run the tutorial notebooks headless, in place: ``python -m rqvae_lib.tutorial [notebooks...]``.
+"""Run the tutorial notebooks headless, in place: ``python -m rqvae_lib.course.tutorial [notebooks...]``.
 
 Each notebook runs top to bottom in the current environment (kernel ``python3``), then is
 stripped like ``nbstripout --keep-output --keep-count``: outputs and counts stay, metadata goes.
@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from .config import REPO_ROOT, fast_mode
-from .io import atomic_write
+from rqvae_lib.config import REPO_ROOT, fast_mode
+from rqvae_lib.io import atomic_write
 
 #: Metadata nbstripout removes by default, plus what changes from machine to machine.
 STRIP_KEYS = [
