@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import numbers
 import os
 from dataclasses import dataclass
@@ -13,7 +12,6 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from .checkpoints import (
@@ -23,17 +21,13 @@ from .checkpoints import (
     read_checkpoint,
 )
 from .checks import all_finite, check_choice, check_float, check_int
-from .io import atomic_dir, sha256_file
 from .modules import Decoder, Encoder, hidden_sizes
+from .pretrained import META_KEYS, WEIGHTS_NAME, check_state_dict, read_pretrained, write_pretrained
 from .quantizer import QuantizerConfig, ResidualQuantizer, codebook_maintenance
 from .semantic_ids import deduplicate as _deduplicate
-from .version import __version__
 
-CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 #: The reference's training metrics, logged once per epoch.
 TRAIN_METRICS = ("train_loss", "train_recon_loss", "train_commitment_loss", "train_embedding_loss")
-#: Keys of config.json that are not constructor options.
-META_KEYS = ("class_name", "library_version", "weights_sha256")
 #: Precisions that store the codebooks in 16 bits: nearest-code search is unreliable there.
 HALF_PRECISIONS = ("16-true", "bf16-true", "16", "bf16", "half")
 
@@ -393,22 +387,17 @@ class RqVae(pl.LightningModule):
         The files are written into a temporary folder that replaces ``directory`` whole, so a crash
         never leaves new weights beside an old config. An existing model is replaced only with
         ``overwrite=True``. The config holds every option, the class name, the library version
-        and the weights' sha256, which ``from_pretrained`` checks.
+        and the weights' sha256, which ``from_pretrained`` checks (:mod:`rqvae_lib.pretrained`).
         """
         self.check_finite("the model to save")
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        with atomic_dir(directory, overwrite=overwrite) as tmp:
-            save_file(state, str(tmp / WEIGHTS_NAME))
-            config = {
-                **{k: self.hparams[k] for k in self.option_names()},
-                "class_name": type(self).__name__,
-                "library_version": __version__,
-                "weights_sha256": sha256_file(tmp / WEIGHTS_NAME),
-            }
-            (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-            for name, text in (extra_files or {}).items():
-                (tmp / name).write_text(text)
-        return Path(directory)
+        return write_pretrained(
+            directory,
+            self.config.as_dict(),
+            self.state_dict(),
+            type(self).__name__,
+            overwrite=overwrite,
+            extra_files=extra_files,
+        )
 
     @classmethod
     def from_pretrained(
@@ -419,43 +408,12 @@ class RqVae(pl.LightningModule):
         A config without the class name, the weights' checksum or any option, a checksum that
         does not match, or weights that do not fit the config are clear errors.
         """
-        directory = Path(directory)
-        for name in (CONFIG_NAME, WEIGHTS_NAME):
-            if not (directory / name).is_file():
-                raise FileNotFoundError(
-                    f"{directory / name} not found; expected a folder written by RqVae.save_pretrained()"
-                )
-        try:
-            config = json.loads((directory / CONFIG_NAME).read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{directory / CONFIG_NAME} is not valid JSON ({err})") from err
-        options = set(cls.option_names())
-        missing = sorted((options | set(META_KEYS)) - set(config))
-        unknown = sorted(set(config) - options - set(META_KEYS))
-        if missing or unknown:
-            raise ValueError(
-                f"{directory / CONFIG_NAME} does not describe an RqVae of this library: "
-                + (f"missing {missing}" if missing else "")
-                + ("; " if missing and unknown else "")
-                + (f"unknown keys {unknown}" if unknown else "")
-                + ". Every option is stored so that a model loads as it was trained; re-save it "
-                "with save_pretrained() from the version that wrote it"
-            )
-        if config["class_name"] != cls.__name__:
-            raise ValueError(
-                f"{directory / CONFIG_NAME} holds a {config['class_name']}, not a {cls.__name__}"
-            )
-        actual = sha256_file(directory / WEIGHTS_NAME)
-        if actual != config["weights_sha256"]:
-            raise ValueError(
-                f"{directory / WEIGHTS_NAME} does not match {CONFIG_NAME}: its sha256 is {actual}, "
-                f"the config records {config['weights_sha256']}. The weights and the config come "
-                "from different saves; save the model again"
-            )
-        model = cls(**{k: config[k] for k in options})
-        state = load_file(str(directory / WEIGHTS_NAME), device=str(map_location))
-        model._check_state_dict(state, source=str(directory / WEIGHTS_NAME))
-        model.load_state_dict(state)
+        files = read_pretrained(directory, [cls.__name__], cls.option_names(), (), map_location)
+        model = cls.from_config(RqVaeConfig.from_dict(
+            {k: v for k, v in files.config.items() if k not in META_KEYS}
+        ))  # fmt: skip
+        model._check_state_dict(files.state, source=str(Path(directory) / WEIGHTS_NAME))
+        model.load_state_dict(files.state)
         model.check_finite(f"the model in {directory}")
         return model.to(map_location).eval()
 
@@ -472,24 +430,9 @@ class RqVae(pl.LightningModule):
 
     def _check_state_dict(self, state: dict[str, Tensor], source: str) -> None:
         """Compare saved tensors with this model's, naming every missing, extra or mis-shaped one."""
-        own = self.state_dict()
-        problems = [f"missing {k}" for k in own if k not in state]
-        problems += [f"unexpected {k}" for k in state if k not in own]
-        problems += [
-            f"{k}: saved shape {tuple(state[k].shape)}, model expects {tuple(v.shape)}"
-            for k, v in own.items()
-            if k in state and state[k].shape != v.shape
-        ]
-        if problems:
-            config = {
-                k: self.hparams[k]
-                for k in ("input_dim", "hidden_dim", "latent_dim", "num_embeddings", "num_levels")
-            }
-            raise ValueError(
-                f"{source} does not match the model config {config}: "
-                + "; ".join(problems[:6])
-                + (f" (and {len(problems) - 6} more)" if len(problems) > 6 else "")
-            )
+        shape = ("input_dim", "hidden_dim", "latent_dim", "num_embeddings", "num_levels")
+        config = {k: self.hparams[k] for k in shape}
+        check_state_dict(self.state_dict(), state, source, f"the model config {config}")
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> RqVae:

@@ -66,7 +66,7 @@ def _tokenizer(**kwargs) -> ItemTokenizer:
 
 
 def test_tokenizer_round_trips_and_separates_colliding_items() -> None:
-    tok = _tokenizer(codebook_size=5)
+    tok = _tokenizer(num_embeddings=5)
     # Layout: 3 special tokens, then [5 codes | 5 codes | 2 suffixes].
     assert tok.offsets == (3, 8, 13) and tok.tokens_per_item == 3 and tok.vocab_size == 15
     assert tok.item_tokens(10) == (7, 9, 13) and tok.item_tokens(11) == (7, 9, 14)
@@ -204,3 +204,19 @@ def test_beam_as_wide_as_the_catalogue_is_exhaustive() -> None:
         brute[item] = score.item()
     assert out.items[0].tolist() == sorted(brute, key=lambda i: -brute[i])
     assert out.scores[0].tolist() == pytest.approx(sorted(brute.values(), reverse=True))
+
+
+def test_a_tokenizer_rebuilds_from_its_tables() -> None:
+    ids = torch.tensor([[0, 1], [0, 1], [2, 0]])
+    tok = ItemTokenizer(ids, [30, 10, 20], num_embeddings=[4, 3], num_user_buckets=2)
+    tables = tok.tables()
+    assert tables["semantic_ids"].equal(ids) and tables["item_ids"].tolist() == [30, 10, 20]
+    assert tables["num_embeddings"].tolist() == [4, 3] and int(tables["num_user_buckets"]) == 2
+    again = ItemTokenizer.from_tables(tables)
+    assert again.token_table.equal(tok.token_table) and again.vocab_size == tok.vocab_size
+    assert again.user_token(5) == tok.user_token(5) and again.num_embeddings == (4, 3)
+    del tables["num_embeddings"]
+    with pytest.raises(
+        ValueError, match=r"tables \[.num_embeddings.\] missing from tok\.safetensors"
+    ):
+        ItemTokenizer.from_tables(tables, source="tok.safetensors")

@@ -68,7 +68,7 @@ def _task(seed: int) -> Task:
 
 def _seq2seq(task: Task, seed: int, backbone: str = "torch") -> Seq2SeqRetriever:
     torch.manual_seed(seed)
-    config = Seq2SeqConfig.tiny(task.tokenizer, max_history=8, backbone=backbone)
+    config = Seq2SeqConfig.preset("tiny", task.tokenizer, max_history=8, backbone=backbone)
     model = build_seq2seq(config, task.tokenizer)
     assert isinstance(model, T5Seq2Seq if backbone == "t5" else TigerSeq2Seq)
     return model
@@ -77,14 +77,20 @@ def _seq2seq(task: Task, seed: int, backbone: str = "torch") -> Seq2SeqRetriever
 def _sasrec(task: Task, seed: int, loss: str) -> SASRec:
     torch.manual_seed(seed)
     config = SASRecConfig(
-        NUM_ITEMS, max_len=8, d_model=32, n_head=2, d_ff=64, dropout=0.1, loss=loss
+        NUM_ITEMS, max_history=8, d_model=32, num_heads=2, d_ff=64, dropout=0.1, loss=loss
     )
     return SASRec(config, task.item_ids)
 
 
-def _fit(model: torch.nn.Module, task: Task, seed: int, epochs: int, lr: float):
+def _fit(model: torch.nn.Module, task: Task, seed: int, epochs: int, learning_rate: float):
     config = TrainConfig(
-        epochs=epochs, batch_size=32, lr=lr, seed=seed, device="cpu", log_every=0, verbose=False
+        epochs=epochs,
+        batch_size=32,
+        learning_rate=learning_rate,
+        seed=seed,
+        device="cpu",
+        log_every=0,
+        verbose=False,
     )
     return fit(model, task.samples.train, task.samples.val, config)
 
@@ -94,12 +100,12 @@ def _trained(kind: str, seed: int) -> tuple[torch.nn.Module, float]:
     """A model trained on the task of ``seed`` and its test Recall@10 (cached across tests)."""
     task = _task(seed)
     if kind == "seq2seq":
-        model, epochs, lr = _seq2seq(task, seed), 6, 3e-3
+        model, epochs, learning_rate = _seq2seq(task, seed), 6, 3e-3
     elif kind == "t5":  # T5 learns this toy pattern slower: Recall@10 0.57-0.71 after 6 epochs
-        model, epochs, lr = _seq2seq(task, seed, "t5"), 10, 3e-3
+        model, epochs, learning_rate = _seq2seq(task, seed, "t5"), 10, 3e-3
     else:
-        model, epochs, lr = _sasrec(task, seed, kind), 6, 5e-3
-    _fit(model, task, seed, epochs, lr)
+        model, epochs, learning_rate = _sasrec(task, seed, kind), 6, 5e-3
+    _fit(model, task, seed, epochs, learning_rate)
     return model, evaluate(model, task.samples.test)["recall@10"].mean
 
 
@@ -217,7 +223,7 @@ def test_training_is_reproducible_with_the_same_seed(kind: str) -> None:
     runs = []
     for _ in range(2):
         model = _seq2seq(task, 3) if kind == "seq2seq" else _sasrec(task, 3, "bce")
-        result = _fit(model, task, seed=3, epochs=2, lr=3e-3)
+        result = _fit(model, task, seed=3, epochs=2, learning_rate=3e-3)
         runs.append((result.train_losses, result.val_metrics, result.best_epoch))
         assert len(result.val_metrics) == 2 and 0 <= result.best_epoch < 2
         assert result.best_metric == result.val_metrics[result.best_epoch]["recall@10"].mean

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _config(**overrides) -> TrainConfig:
-    options = dict(epochs=2, batch_size=32, lr=3e-3, seed=5, device="cpu", verbose=False)
+    options = dict(epochs=2, batch_size=32, learning_rate=3e-3, seed=5, device="cpu", verbose=False)
     return TrainConfig(**{**options, **overrides})
 
 
@@ -147,15 +147,15 @@ def test_learning_rate_warms_up_then_decays_as_inverse_square_root() -> None:
     assert lr_factor(99, "inverse_sqrt", 100) == 1.0
     assert lr_factor(399, "inverse_sqrt", 100) == pytest.approx(0.5)
     assert lr_factor(399, "constant", 100) == 1.0
-    with pytest.raises(ValueError, match="schedule"):
-        TrainConfig(schedule="cosine")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="cosine")  # type: ignore[arg-type]
 
 
 def test_tiny_preset_is_a_tiger_model_shape() -> None:
     task = _task(0)
     config = Seq2SeqConfig.from_tokenizer(task.tokenizer)
     model = TigerSeq2Seq(config, task.tokenizer)
-    assert (config.d_model, config.n_head, config.n_encoder_layers, config.d_ff) == (
+    assert (config.d_model, config.num_heads, config.num_encoder_layers, config.d_ff) == (
         384,
         6,
         4,
@@ -163,24 +163,22 @@ def test_tiny_preset_is_a_tiger_model_shape() -> None:
     )
     assert len(model.transformer.decoder.layers) == 4
     # The T5 backbone at the same sizes: T5's own layer counts and head width; a typo is refused.
-    t5 = build_seq2seq(Seq2SeqConfig.tiny(task.tokenizer, backbone="t5"), task.tokenizer)
+    t5 = build_seq2seq(Seq2SeqConfig.preset("tiny", task.tokenizer, backbone="t5"), task.tokenizer)
     assert isinstance(t5, T5Seq2Seq) and t5.t5.config.num_decoder_layers == 1
     assert t5.t5.config.d_kv * t5.t5.config.num_heads == 64
     with pytest.raises(ValueError, match="backbone"):
-        Seq2SeqConfig.tiny(task.tokenizer, backbone="T5")
+        Seq2SeqConfig.preset("tiny", task.tokenizer, backbone="T5")
 
 
 def test_budgets_results_table_and_one_users_recommendations() -> None:
+    from rqvae_lib.course.retrieval import recommendation_table, results_frame, standard_errors
     from rqvae_lib.retrieval.experiment import (
         CPU_BUDGET,
         FAST_BUDGET,
         GPU_BUDGET,
         RetrievalData,
         choose_budget,
-        recommendation_table,
         record,
-        results_frame,
-        standard_errors,
         validation_subset,
     )
     from rqvae_lib.retrieval.metrics import MetricValue
@@ -190,7 +188,7 @@ def test_budgets_results_table_and_one_users_recommendations() -> None:
     assert GPU_BUDGET.preset == "tiger" and GPU_BUDGET.max_users is None
     assert CPU_BUDGET.max_users is None  # full mode scores every user, on any machine
     config = CPU_BUDGET.seq2seq_config()
-    assert config.schedule == "inverse_sqrt" and config.on_nonfinite == "stop"
+    assert config.lr_schedule == "inverse_sqrt" and config.on_nonfinite == "stop"
 
     task = _task(0)
     data = RetrievalData(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,7 +32,12 @@ from rqvae_lib.data.amazon import (
 from rqvae_lib.io import atomic_write
 from rqvae_lib.retrieval.metrics import KS, MetricValue, most_popular, recall_ndcg
 from rqvae_lib.retrieval.sasrec import SASRec, SASRecConfig
-from rqvae_lib.retrieval.seq2seq import Seq2SeqConfig, Seq2SeqRetriever, build_seq2seq
+from rqvae_lib.retrieval.seq2seq import (  # noqa: F401  (SEQ2SEQ_PRESETS: the lessons read it here)
+    SEQ2SEQ_PRESETS,
+    Seq2SeqConfig,
+    Seq2SeqRetriever,
+    build_seq2seq,
+)
 from rqvae_lib.retrieval.sequences import RetrievalSamples, RetrievalSplits, build_samples
 from rqvae_lib.retrieval.tokens import ItemTokenizer
 from rqvae_lib.retrieval.train import (
@@ -53,16 +58,6 @@ VAL_KS = (5, 10)
 
 #: SASRec's learning rate under every budget: constant, as the paper.
 SASREC_LEARNING_RATE = 1e-3
-
-#: Seq2seq sizes: the paper's (4 + 4 layers, 6 heads of 64, MLP 1024), a CPU budget, a test toy.
-SEQ2SEQ_PRESETS: dict[str, dict[str, Any]] = {
-    "tiger": {},  # Seq2SeqConfig's defaults are TIGER's sizes
-    "cpu": dict(d_model=128, num_heads=4, num_encoder_layers=2, num_decoder_layers=2, d_ff=512),
-    # no dropout: short CPU budgets underfit, and dropout doubles a CPU training step
-    "tiny": dict(
-        d_model=64, num_heads=4, num_encoder_layers=1, num_decoder_layers=1, d_ff=128, dropout=0.0
-    ),
-}
 
 
 class RetrievalData(NamedTuple):
@@ -103,7 +98,7 @@ class RetrievalBudget:
         return TrainConfig(
             epochs=self.epochs, time_budget_s=self.time_budget_s,
             learning_rate=self.learning_rate,
-            schedule="inverse_sqrt", warmup_steps=self.warmup_steps, val_every=self.val_every,
+            lr_schedule="inverse_sqrt", warmup_steps=self.warmup_steps, val_every=self.val_every,
             ks=VAL_KS, amp=self.amp, deterministic=self.deterministic, seed=seed,
             verbose=verbose, on_nonfinite="stop",
         )  # fmt: skip
@@ -246,13 +241,9 @@ def seq2seq_model(
 ) -> Seq2SeqRetriever:
     """A TIGER seq2seq of the named size over the items' IDs (plus the collision suffix), on the
     ``backbone``'s layers (``"torch"``: ``nn.Transformer``, ``"t5"``: Hugging Face's T5)."""
-    if preset not in SEQ2SEQ_PRESETS:
-        raise ValueError(f"preset must be one of {sorted(SEQ2SEQ_PRESETS)}, got {preset!r}")
     tokenizer = ItemTokenizer(ids, item_ids)
+    config = Seq2SeqConfig.preset(preset, tokenizer, backbone=backbone)
     torch.manual_seed(seed)
-    config = replace(
-        Seq2SeqConfig.from_tokenizer(tokenizer), **SEQ2SEQ_PRESETS[preset], backbone=backbone
-    )
     return build_seq2seq(config, tokenizer)
 
 
@@ -324,11 +315,13 @@ def run_seq2seq(
     test_ks: Sequence[int] = KS,
     val_users: int | None = None,
     backbone: str = "torch",
+    checkpoint_dir: str | Path | None = None,
 ) -> dict[str, tuple[Seq2SeqRetriever, dict[str, Any]]]:
     """Train one seq2seq per ID table in lockstep (same epochs), score each on the test split.
 
     ``val_users`` selects on a seeded subset of the validation users (cheaper beam searches on a
     CPU); the test split is always scored on every user. ``backbone``: see :func:`seq2seq_model`.
+    With ``checkpoint_dir`` an interrupted run resumes from its last epoch (:func:`fit_together`).
     """
     models = {
         source: seq2seq_model(ids, item_ids, preset, config.seed, backbone)
@@ -336,7 +329,7 @@ def run_seq2seq(
     }
     size = preset if backbone == "torch" else f"{preset}, HF T5"
     val = validation_subset(data, val_users, config.seed)
-    results = fit_together(models, data.samples.train, val, config)
+    results = fit_together(models, data.samples.train, val, config, checkpoint_dir)
     out = {}
     for source, model in models.items():
         test, seconds = score(model, data, config, test_ks)
@@ -377,11 +370,13 @@ def run_sasrec(
     config: TrainConfig,
     test_ks: Sequence[int] = KS,
     val_users: int | None = None,
+    checkpoint_dir: str | Path | None = None,
 ) -> tuple[SASRec, dict[str, Any]]:
-    """Train SASRec with ``loss`` ("bce": one negative, as TIGER's table; "ce": full softmax)."""
+    """Train SASRec with ``loss`` ("bce": one negative, as TIGER's table; "ce": full softmax);
+    with ``checkpoint_dir`` an interrupted run resumes from its last epoch."""
     model = sasrec_model(data.item_ids, loss, config.seed)
     val = validation_subset(data, val_users, config.seed)
-    result = fit(model, data.samples.train, val, config, name=f"sasrec-{loss}")
+    result = fit(model, data.samples.train, val, config, f"sasrec-{loss}", checkpoint_dir)
     test, seconds = score(model, data, config, test_ks)
     name = f"SASRec ({'BCE, one negative' if loss == 'bce' else 'softmax cross-entropy'})"
     return model, record(

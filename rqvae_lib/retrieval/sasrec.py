@@ -11,18 +11,23 @@ One loss term per (history, target) sample, at the last position: the P5 trainin
 every prefix of a user's sequence, so supervising every position of every prefix (the paper's
 one-pass trick over whole sequences) would count early transitions many times over.
 Histories are left-padded, so the newest item always has the last position.
+``save_pretrained`` / ``from_pretrained`` write and load a checked model folder
+(:mod:`rqvae_lib.pretrained`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from rqvae_lib.pretrained import check_state_dict, read_pretrained, write_pretrained
 from rqvae_lib.retrieval.metrics import drop_history
 from rqvae_lib.retrieval.sequences import MAX_HISTORY, RetrievalSamples
 from rqvae_lib.retrieval.train import Collated, full_width_batch
@@ -36,10 +41,10 @@ class SASRecConfig:
     """Every option of :class:`SASRec`, declared once; defaults follow the paper (2 blocks, d 64)."""
 
     num_items: int  # catalogue size; embeddings hold one more row for padding
-    max_len: int = MAX_HISTORY  # positions (20 as TIGER's histories; the paper uses 50)
+    max_history: int = MAX_HISTORY  # positions (20 as TIGER's histories; the paper uses 50)
     d_model: int = 64
-    n_head: int = 1
-    n_layers: int = 2
+    num_heads: int = 1
+    num_layers: int = 2
     d_ff: int = 64  # the paper's point-wise feed-forward keeps the width
     dropout: float = 0.2
     loss: Literal["bce", "ce"] = "bce"
@@ -48,6 +53,11 @@ class SASRecConfig:
         """Reject an unknown loss early, before any training."""
         if self.loss not in ("bce", "ce"):
             raise ValueError(f"loss must be 'bce' or 'ce', got {self.loss!r}")
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """Every option, as stored in a saved model's ``config.json``."""
+        return tuple(f.name for f in fields(cls))
 
 
 class SASRec(nn.Module):
@@ -64,14 +74,14 @@ class SASRec(nn.Module):
         self._index = {item: i + 1 for i, item in enumerate(ids.tolist())}
         c = config
         self.item_emb = nn.Embedding(c.num_items + 1, c.d_model, padding_idx=PAD_INDEX)
-        self.pos_emb = nn.Embedding(c.max_len, c.d_model)
+        self.pos_emb = nn.Embedding(c.max_history, c.d_model)
         self.drop = nn.Dropout(c.dropout)
         layer = nn.TransformerEncoderLayer(
-            c.d_model, c.n_head, c.d_ff, c.dropout, activation="relu", batch_first=True,
+            c.d_model, c.num_heads, c.d_ff, c.dropout, activation="relu", batch_first=True,
             norm_first=True,
         )  # fmt: skip
         self.encoder = nn.TransformerEncoder(
-            layer, c.n_layers, nn.LayerNorm(c.d_model), enable_nested_tensor=False
+            layer, c.num_layers, nn.LayerNorm(c.d_model), enable_nested_tensor=False
         )
         # Small embeddings (nanoGPT's 0.02): unit-variance ones give huge initial dot products.
         for emb in (self.item_emb, self.pos_emb):
@@ -92,8 +102,8 @@ class SASRec(nn.Module):
         return torch.tensor(rows, dtype=torch.long, device=device or self.device)
 
     def _rows(self, histories: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
-        """Left-padded embedding rows (B, max_len) and each row's width (B,), on the CPU."""
-        L = self.config.max_len
+        """Left-padded embedding rows (B, max_history) and each row's width (B,), on the CPU."""
+        L = self.config.max_history
         out = torch.full((len(histories), L), PAD_INDEX, dtype=torch.long)
         widths = torch.empty(len(histories), dtype=torch.long)
         for i, h in enumerate(histories):
@@ -105,7 +115,7 @@ class SASRec(nn.Module):
         return out, widths
 
     def encode_histories(self, histories: Sequence[Sequence[int]]) -> Tensor:
-        """Left-padded embedding rows (B, T) of the last ``max_len`` items, PAD_INDEX on the left."""
+        """Left-padded embedding rows (B, T) of the last ``max_history`` items (PAD_INDEX left)."""
         rows, widths = self._rows(histories)
         return rows[:, rows.shape[1] - int(widths.max()) :].to(self.device)
 
@@ -118,13 +128,15 @@ class SASRec(nn.Module):
     def forward(self, seq: Tensor) -> Tensor:
         """Hidden state (B, T, C) of left-padded item rows (B, T); position t sees only <= t."""
         T = seq.shape[1]
-        pos = torch.arange(self.config.max_len - T, self.config.max_len, device=seq.device)  # (T,)
+        pos = torch.arange(
+            self.config.max_history - T, self.config.max_history, device=seq.device
+        )  # (T,)
         x = self.item_emb(seq) * self.config.d_model**0.5 + self.pos_emb(pos)  # (B, T, C)
         x = self.drop(x)
         return self.encoder(x, mask=self.attention_mask(seq))  # (B, T, C)
 
     def attention_mask(self, seq: Tensor) -> Tensor:
-        """Bool (B * n_head, T, T), True = blocked: the future and, except itself, every PAD.
+        """Bool (B * num_heads, T, T), True = blocked: the future and, except itself, every PAD.
 
         A separate key-padding mask would leave the PAD positions on the left with no key at all
         (NaN rows, which then leak through the values); letting them see themselves avoids it.
@@ -134,7 +146,7 @@ class SASRec(nn.Module):
         future = i[None, :] > i[:, None]  # (T, T) key j after query i
         pad_key = (seq == PAD_INDEX)[:, None, :] & (i[None, :] != i[:, None])  # (B, T, T)
         blocked = future[None] | pad_key  # (B, T, T)
-        return blocked.repeat_interleave(self.config.n_head, dim=0)  # (B * n_head, T, T)
+        return blocked.repeat_interleave(self.config.num_heads, dim=0)  # (B * num_heads, T, T)
 
     def last_hidden(self, histories: Sequence[Sequence[int]]) -> Tensor:
         """The newest position's hidden state (B, C): the user's representation."""
@@ -199,3 +211,41 @@ class SASRec(nn.Module):
         if ranked.shape[1] < k:  # a catalogue smaller than k: pad like most_popular
             ranked = torch.cat([ranked, torch.full((len(ranked), k - ranked.shape[1]), -1)], 1)
         return ranked[:, :k]
+
+    # --- save and load --------------------------------------------------------------------
+    def save_pretrained(self, directory: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write ``config.json`` (every :class:`SASRecConfig` option, the class name, the library
+        version, the weights' sha256) and ``model.safetensors``, which holds the catalogue's item
+        ids (the ``item_ids`` buffer) with the weights. The folder is written whole or not at
+        all; an existing non-empty one is replaced only with ``overwrite=True``."""
+        return write_pretrained(
+            directory, asdict(self.config), self.state_dict(), type(self).__name__, overwrite
+        )
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu"
+    ) -> SASRec:
+        """Load a model written by :meth:`save_pretrained`, in eval mode on ``map_location``.
+
+        A folder of another class, missing files, invalid JSON, missing or unknown options,
+        a checksum that does not match, or weights that do not fit the config are errors that
+        name the file.
+        """
+        files = read_pretrained(
+            directory, [cls.__name__], SASRecConfig.option_names(), map_location=map_location
+        )
+        weights = Path(directory) / "model.safetensors"
+        config = SASRecConfig(**{k: files.config[k] for k in SASRecConfig.option_names()})
+        if "item_ids" not in files.state:
+            raise ValueError(f"{weights} holds no item_ids (the catalogue); save the model again")
+        try:
+            model = cls(config, files.state["item_ids"].cpu())
+        except ValueError as err:
+            raise ValueError(f"{weights}: the catalogue does not fit the config ({err})") from err
+        check_state_dict(
+            model.state_dict(), files.state, str(weights),
+            f"the model config in {Path(directory) / 'config.json'}",
+        )  # fmt: skip
+        model.load_state_dict(files.state)
+        return model.to(map_location).eval()

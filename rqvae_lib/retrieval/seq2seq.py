@@ -10,23 +10,39 @@ item always sits at the same positions whatever the history length.
 Two backbones share everything but the layers (``Seq2SeqConfig.backbone``): :class:`TigerSeq2Seq`
 on ``torch.nn.Transformer`` (the default) and :class:`T5Seq2Seq` on Hugging Face's T5 (relative
 position buckets, RMSNorm, no biases), configured to the same sizes; ``benchmarks/RESULTS.md``
-compares the two.
+compares the two. ``save_pretrained`` writes a model folder (options, weights and the tokenizer's
+tables, all checksummed; :mod:`rqvae_lib.pretrained`), ``Seq2SeqRetriever.from_pretrained``
+loads it back on the right backbone.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Literal, NamedTuple
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from rqvae_lib.pretrained import check_state_dict, read_pretrained, write_pretrained
 from rqvae_lib.retrieval.sequences import MAX_HISTORY, RetrievalSamples
 from rqvae_lib.retrieval.tokens import BOS, EOS, PAD, ItemTokenizer
 from rqvae_lib.retrieval.train import Collated, full_width_batch
 from rqvae_lib.retrieval.trie import ItemTrie, constrained_beam_search
+
+#: Seq2seq sizes, declared once: the paper's (4 + 4 layers, 6 heads of 64, MLP 1024), a CPU
+#: size, and a toy for tests and short CPU budgets.
+SEQ2SEQ_PRESETS: dict[str, dict[str, Any]] = {
+    "tiger": {},  # Seq2SeqConfig's defaults are TIGER's sizes
+    "cpu": dict(d_model=128, num_heads=4, num_encoder_layers=2, num_decoder_layers=2, d_ff=512),
+    # no dropout: short CPU budgets underfit, and dropout doubles a CPU training step
+    "tiny": dict(
+        d_model=64, num_heads=4, num_encoder_layers=1, num_decoder_layers=1, d_ff=128, dropout=0.0
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -39,9 +55,9 @@ class Seq2SeqConfig:
     max_history: int = MAX_HISTORY  # items the encoder sees (older ones are cut)
     use_user_token: bool = False  # one hashed user token before the items (TIGER)
     d_model: int = 384  # 6 heads x 64
-    n_head: int = 6
-    n_encoder_layers: int = 4
-    n_decoder_layers: int = 4
+    num_heads: int = 6
+    num_encoder_layers: int = 4
+    num_decoder_layers: int = 4
     d_ff: int = 1024
     dropout: float = 0.1
     backbone: Literal["torch", "t5"] = "torch"  # torch.nn.Transformer, or Hugging Face's T5
@@ -67,10 +83,20 @@ class Seq2SeqConfig:
         )
 
     @classmethod
-    def tiny(cls, tokenizer: ItemTokenizer, **overrides) -> Seq2SeqConfig:
-        """A small preset for tests and CPU runs (d_model 64, 1 + 1 layers)."""
-        small = dict(d_model=64, n_head=4, n_encoder_layers=1, n_decoder_layers=1, d_ff=128)
-        return replace(cls.from_tokenizer(tokenizer), **{**small, **overrides})
+    def preset(cls, name: str, tokenizer: ItemTokenizer, **overrides) -> Seq2SeqConfig:
+        """The config of a named size (:data:`SEQ2SEQ_PRESETS`) that fits ``tokenizer``."""
+        if name not in SEQ2SEQ_PRESETS:
+            raise ValueError(f"preset must be one of {sorted(SEQ2SEQ_PRESETS)}, got {name!r}")
+        return replace(cls.from_tokenizer(tokenizer), **{**SEQ2SEQ_PRESETS[name], **overrides})
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """Every option, as stored in a saved model's ``config.json``."""
+        return tuple(f.name for f in fields(cls))
+
+
+#: Name of the tokenizer's tables in a saved model folder (``tokenizer.safetensors``).
+TOKENIZER_TABLES = "tokenizer"
 
 
 class EncodedHistory(NamedTuple):
@@ -215,6 +241,66 @@ class Seq2SeqRetriever(nn.Module):
             self.train(was_training)
         return out.items[:, :k].cpu()  # (B, k)
 
+    # --- save and load --------------------------------------------------------------------
+    def save_pretrained(self, directory: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and ``tokenizer.safetensors``.
+
+        The config holds every :class:`Seq2SeqConfig` option, the class name, the library
+        version and the sha256 of both tensor files; the tokenizer's tables
+        (:meth:`ItemTokenizer.tables`) travel with the model, since its tokens mean nothing
+        without them. The folder is written whole or not at all; an existing non-empty one is
+        replaced only with ``overwrite=True``. Returns ``directory``.
+        """
+        return write_pretrained(
+            directory,
+            asdict(self.config),
+            self.state_dict(),
+            type(self).__name__,
+            overwrite=overwrite,
+            extra_tensors={TOKENIZER_TABLES: self.tokenizer.tables()},
+        )
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu"
+    ) -> Seq2SeqRetriever:
+        """Load a model written by :meth:`save_pretrained`, in eval mode on ``map_location``.
+
+        On the base class the saved class name picks the backbone (:class:`TigerSeq2Seq` or
+        :class:`T5Seq2Seq`); on a backbone class a folder of another class is refused. Missing
+        files, invalid JSON, missing or unknown options, checksums that do not match and
+        weights that do not fit the config are errors that name the file.
+        """
+        backbones = {klass.__name__: klass for klass in BACKBONES.values()}
+        expected = list(backbones) if cls is Seq2SeqRetriever else [cls.__name__]
+        files = read_pretrained(
+            directory,
+            expected,
+            Seq2SeqConfig.option_names(),
+            extra_names=(TOKENIZER_TABLES,),
+            map_location=map_location,
+        )
+        where = Path(directory)
+        class_name = files.config["class_name"]
+        klass = cls if class_name == cls.__name__ else backbones[class_name]
+        config = Seq2SeqConfig(**{k: files.config[k] for k in Seq2SeqConfig.option_names()})
+        if not issubclass(klass, BACKBONES[config.backbone]):
+            raise ValueError(
+                f"{where / 'config.json'} is inconsistent: backbone {config.backbone!r} is built "
+                f"by {BACKBONES[config.backbone].__name__}, but class_name says {class_name}; "
+                "save the model again"
+            )
+        tokenizer = ItemTokenizer.from_tables(
+            files.extras[TOKENIZER_TABLES], source=str(where / f"{TOKENIZER_TABLES}.safetensors")
+        )
+        model = klass(config, tokenizer)
+        check_state_dict(
+            model.state_dict(), files.state, str(where / "model.safetensors"),
+            f"the model config in {where / 'config.json'}",
+        )  # fmt: skip
+        model.load_state_dict(files.state)
+        return model.to(map_location).eval()
+
 
 class TigerSeq2Seq(Seq2SeqRetriever):
     """Encoder-decoder on ``torch.nn.Transformer`` with shared token embeddings and learned positions."""
@@ -230,18 +316,18 @@ class TigerSeq2Seq(Seq2SeqRetriever):
 
         def layer(kind: type[nn.Module]) -> nn.Module:
             return kind(
-                c.d_model, c.n_head, c.d_ff, c.dropout, activation="gelu", batch_first=True,
+                c.d_model, c.num_heads, c.d_ff, c.dropout, activation="gelu", batch_first=True,
                 norm_first=True,
             )  # fmt: skip
 
         # The encoder is built here only to switch off the nested-tensor path (unused with
         # norm_first, and it would warn); otherwise this is nn.Transformer's own encoder.
         encoder = nn.TransformerEncoder(
-            layer(nn.TransformerEncoderLayer), c.n_encoder_layers, nn.LayerNorm(c.d_model),
+            layer(nn.TransformerEncoderLayer), c.num_encoder_layers, nn.LayerNorm(c.d_model),
             enable_nested_tensor=False,
         )  # fmt: skip
         self.transformer = nn.Transformer(
-            c.d_model, c.n_head, c.n_encoder_layers, c.n_decoder_layers, c.d_ff, c.dropout,
+            c.d_model, c.num_heads, c.num_encoder_layers, c.num_decoder_layers, c.d_ff, c.dropout,
             activation="gelu", custom_encoder=encoder, batch_first=True, norm_first=True,
         )  # fmt: skip
         self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
@@ -322,12 +408,14 @@ class T5Seq2Seq(Seq2SeqRetriever):
         from transformers import T5Config, T5ForConditionalGeneration
 
         c = config
-        if c.d_model % c.n_head:
-            raise ValueError(f"d_model ({c.d_model}) must be a multiple of n_head ({c.n_head})")
+        if c.d_model % c.num_heads:
+            raise ValueError(
+                f"d_model ({c.d_model}) must be a multiple of num_heads ({c.num_heads})"
+            )
         t5 = T5Config(
-            vocab_size=c.vocab_size, d_model=c.d_model, d_kv=c.d_model // c.n_head, d_ff=c.d_ff,
-            num_layers=c.n_encoder_layers, num_decoder_layers=c.n_decoder_layers,
-            num_heads=c.n_head, dropout_rate=c.dropout, feed_forward_proj="gelu",
+            vocab_size=c.vocab_size, d_model=c.d_model, d_kv=c.d_model // c.num_heads, d_ff=c.d_ff,
+            num_layers=c.num_encoder_layers, num_decoder_layers=c.num_decoder_layers,
+            num_heads=c.num_heads, dropout_rate=c.dropout, feed_forward_proj="gelu",
             pad_token_id=PAD, decoder_start_token_id=BOS, eos_token_id=EOS, use_cache=False,
         )  # fmt: skip
         self.t5 = T5ForConditionalGeneration(t5)
@@ -349,6 +437,10 @@ class T5Seq2Seq(Seq2SeqRetriever):
         ).logits  # (B, T, V): T5's forward, with its output scaling of tied embeddings
 
 
+#: The class each ``Seq2SeqConfig.backbone`` builds.
+BACKBONES: dict[str, type[Seq2SeqRetriever]] = {"torch": TigerSeq2Seq, "t5": T5Seq2Seq}
+
+
 def build_seq2seq(config: Seq2SeqConfig, tokenizer: ItemTokenizer) -> Seq2SeqRetriever:
     """The retriever of ``config.backbone``: :class:`TigerSeq2Seq` or :class:`T5Seq2Seq`."""
-    return (T5Seq2Seq if config.backbone == "t5" else TigerSeq2Seq)(config, tokenizer)
+    return BACKBONES[config.backbone](config, tokenizer)

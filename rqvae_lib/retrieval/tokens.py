@@ -12,7 +12,7 @@ The optional user token (``num_user_buckets > 0``) is TIGER's hashed user id, pu
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -31,7 +31,7 @@ class ItemTokenizer:
         self,
         semantic_ids: Tensor,
         item_ids: Sequence[int] | Tensor,
-        codebook_size: int | Sequence[int] | None = None,
+        num_embeddings: int | Sequence[int] | None = None,
         num_user_buckets: int = 0,
     ) -> None:
         """``semantic_ids`` (num_items, L) rows align with ``item_ids``; sizes default to max + 1."""
@@ -51,14 +51,14 @@ class ItemTokenizer:
         observed = (
             (codes.max(dim=0).values + 1).tolist() if codes.numel() else [1] * (num_levels + 1)
         )
-        if codebook_size is None:
+        if num_embeddings is None:
             sizes = observed[:num_levels]
-        elif isinstance(codebook_size, int):
-            sizes = [codebook_size] * num_levels
+        elif isinstance(num_embeddings, int):
+            sizes = [num_embeddings] * num_levels
         else:
-            sizes = [int(s) for s in codebook_size]
+            sizes = [int(s) for s in num_embeddings]
         if len(sizes) != num_levels or any(s < o for s, o in zip(sizes, observed, strict=False)):
-            raise ValueError(f"codebook_size {codebook_size} does not cover the codes {observed}")
+            raise ValueError(f"num_embeddings {num_embeddings} does not cover the codes {observed}")
         if num_user_buckets < 0:
             raise ValueError(f"num_user_buckets must be >= 0, got {num_user_buckets}")
 
@@ -71,11 +71,49 @@ class ItemTokenizer:
         self.user_offset = NUM_SPECIAL + sum(self.level_sizes)
         self.num_user_buckets = num_user_buckets
         self.item_ids: list[int] = item_ids
+        #: The semantic IDs as given, (num_items, num_levels): what :meth:`tables` saves.
+        self.semantic_ids: Tensor = semantic_ids.clone()
         #: Token tuple of every item, rows aligned with ``item_ids``: (num_items, tokens_per_item).
         self.token_table: Tensor = codes + torch.tensor(self.offsets)
         rows = map(tuple, self.token_table.tolist())
         self._tokens: dict[int, tuple[int, ...]] = dict(zip(item_ids, rows, strict=True))
         self._items: dict[tuple[int, ...], int] = {t: i for i, t in self._tokens.items()}
+
+    @property
+    def num_embeddings(self) -> tuple[int, ...]:
+        """Codes per semantic-ID level: the width of each level's token range (suffix excluded)."""
+        return self.level_sizes[:-1]
+
+    def tables(self) -> dict[str, Tensor]:
+        """Everything that rebuilds this tokenizer, as int64 tensors (saved beside a model).
+
+        ``semantic_ids`` (N, L), ``item_ids`` (N,), ``num_embeddings`` (L,) and
+        ``num_user_buckets`` (a 0-d tensor); :meth:`from_tables` reverses it.
+        """
+        return {
+            "semantic_ids": self.semantic_ids.clone(),
+            "item_ids": torch.tensor(self.item_ids, dtype=torch.long),
+            "num_embeddings": torch.tensor(self.num_embeddings, dtype=torch.long),
+            "num_user_buckets": torch.tensor(self.num_user_buckets, dtype=torch.long),
+        }
+
+    @classmethod
+    def from_tables(
+        cls, tables: Mapping[str, Tensor], source: str = "the tables given"
+    ) -> ItemTokenizer:
+        """The tokenizer that :meth:`tables` described; ``source`` names them in errors."""
+        names = ("semantic_ids", "item_ids", "num_embeddings", "num_user_buckets")
+        missing = [name for name in names if name not in tables]
+        if missing:
+            raise ValueError(
+                f"tokenizer tables {missing} missing from {source}; save the model again"
+            )
+        return cls(
+            tables["semantic_ids"],
+            tables["item_ids"],
+            [int(s) for s in tables["num_embeddings"].view(-1).tolist()],
+            int(tables["num_user_buckets"]),
+        )
 
     @property
     def tokens_per_item(self) -> int:

@@ -12,6 +12,11 @@ epoch by validation Recall@10. The test samples never enter here: report them on
 :func:`fit_together` trains several models in lockstep, epoch by epoch, each with its own random
 state, so a time budget stops all of them after the same number of epochs: a controlled
 comparison whatever the machine's speed. :func:`fit` is the one-model case.
+
+With a ``checkpoint_dir``, each model's whole training state (weights, optimizer, step, random
+streams, the best epoch so far and every measurement) is written there after every epoch, and a
+later call with the same folder and config continues after the last saved epoch: an interrupted
+run ends exactly where an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -19,15 +24,19 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import os
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal, NamedTuple, Protocol
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, Protocol
 
 import torch
 from torch import Tensor, nn
 
 from rqvae_lib.config import DEFAULT_SEED, resolve_device, seed_everything
+from rqvae_lib.io import atomic_write, check_writable
 from rqvae_lib.retrieval.metrics import KS, MetricValue, recall_ndcg
 from rqvae_lib.retrieval.sequences import RetrievalSamples
 
@@ -66,9 +75,9 @@ class TrainConfig:
     epochs: int = 20  # at most this many; a time budget may stop earlier
     time_budget_s: float | None = None  # no epoch starts that would end past it (estimated)
     batch_size: int = 256
-    lr: float = 1e-3  # peak learning rate
-    schedule: Literal["constant", "inverse_sqrt"] = "constant"
-    warmup_steps: int = 0  # linear warm-up; then constant, or lr * sqrt(warmup / step) (TIGER)
+    learning_rate: float = 1e-3  # peak learning rate
+    lr_schedule: Literal["constant", "inverse_sqrt"] = "constant"
+    warmup_steps: int = 0  # linear warm-up; then constant, or peak * sqrt(warmup / step) (TIGER)
     weight_decay: float = 0.01  # matrices and embeddings only; no decay on biases and norms
     grad_clip: float | None = 1.0  # max gradient norm; None for no clipping
     bucket_by_length: bool = True  # batches of similar history length, in shuffled order
@@ -97,10 +106,10 @@ class TrainConfig:
             raise ValueError(
                 f"select_on={self.select_on!r} is not among the metrics for ks={self.ks}"
             )
-        if self.schedule not in ("constant", "inverse_sqrt") or self.warmup_steps < 0:
+        if self.lr_schedule not in ("constant", "inverse_sqrt") or self.warmup_steps < 0:
             raise ValueError(
-                f"schedule must be 'constant' or 'inverse_sqrt' and warmup_steps >= 0, got "
-                f"{self.schedule!r}, {self.warmup_steps}"
+                f"lr_schedule must be 'constant' or 'inverse_sqrt' and warmup_steps >= 0, got "
+                f"{self.lr_schedule!r}, {self.warmup_steps}"
             )
         if self.on_nonfinite not in ("raise", "stop"):
             raise ValueError(f"on_nonfinite must be 'raise' or 'stop', got {self.on_nonfinite!r}")
@@ -132,7 +141,9 @@ def subset(samples: RetrievalSamples, index: Sequence[int]) -> RetrievalSamples:
     )
 
 
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+def make_optimizer(
+    model: nn.Module, learning_rate: float, weight_decay: float
+) -> torch.optim.AdamW:
     """AdamW with decay on parameters of 2+ dimensions (weights, embeddings), none on the rest."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
@@ -140,14 +151,14 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
     fused = bool(params) and params[0].is_cuda  # one kernel for the whole update on a GPU
-    return torch.optim.AdamW(groups, lr=lr, fused=fused or None)
+    return torch.optim.AdamW(groups, lr=learning_rate, fused=fused or None)
 
 
-def lr_factor(step: int, schedule: str, warmup_steps: int) -> float:
+def lr_factor(step: int, lr_schedule: str, warmup_steps: int) -> float:
     """Multiplier of the peak learning rate at 0-based ``step``: warm-up, then the schedule."""
     n = step + 1
     warm = min(1.0, n / warmup_steps) if warmup_steps else 1.0
-    if schedule == "inverse_sqrt" and warmup_steps and n > warmup_steps:
+    if lr_schedule == "inverse_sqrt" and warmup_steps and n > warmup_steps:
         return math.sqrt(warmup_steps / n)
     return warm
 
@@ -230,7 +241,7 @@ class _Run:
         model.to(device)
         self.data: Collated = model.collate(train)  # type: ignore[operator]
         self.device_inputs = {k: v.to(device) for k, v in self.data.inputs.items()}
-        self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+        self.optimizer = make_optimizer(model, cfg.learning_rate, cfg.weight_decay)
         self.order_rng = torch.Generator().manual_seed(cfg.seed)
         seed_everything(cfg.seed, cfg.deterministic)  # the model's dropout and negatives too
         self.rng = self._get_rng()
@@ -263,7 +274,9 @@ class _Run:
             self.data.widths, cfg.batch_size, self.order_rng, cfg.bucket_by_length
         ):
             for group in self.optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_factor(self.step, cfg.schedule, cfg.warmup_steps)
+                group["lr"] = cfg.learning_rate * lr_factor(
+                    self.step, cfg.lr_schedule, cfg.warmup_steps
+                )
             batch = slice_batch(self.data, self.device_inputs, index)
             with _autocast(self.device, cfg.amp):
                 loss = model.loss(batch)  # type: ignore[operator]
@@ -286,7 +299,7 @@ class _Run:
             if cfg.on_nonfinite == "raise":
                 raise FloatingPointError(
                     f"{self.name}: the training loss of epoch {epoch} is not finite (the model "
-                    "diverged); lower lr, keep grad_clip, or pass on_nonfinite='stop' to keep "
+                    "diverged); lower learning_rate, keep grad_clip, or pass on_nonfinite='stop' to keep "
                     "the best epoch validated before it"
                 )
             self.diverged_epoch = epoch - 1
@@ -314,6 +327,44 @@ class _Run:
             }
         return current, improved
 
+    def state(self) -> dict[str, Any]:
+        """Everything that continues this run exactly: weights, optimizer, random streams,
+        the best epoch so far and every measurement (plain types, for ``weights_only`` loads)."""
+        return {
+            "model_class": type(self.model).__name__,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "order_rng": self.order_rng.get_state(),
+            "torch_rng": self.rng[0],
+            "cuda_rng": self.rng[1],
+            "best_state": self.best_state,
+            "best_epoch": self.best_epoch,
+            "best_metric": self.best_metric,
+            "val_metrics": [{k: tuple(v) for k, v in m.items()} for m in self.val_metrics],
+            "val_epochs": list(self.val_epochs),
+            "train_losses": list(self.train_losses),
+            "epoch_seconds": list(self.epoch_seconds),
+            "diverged_epoch": self.diverged_epoch,
+        }
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state`'s output (tensors may be on the CPU)."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = state["step"]
+        self.order_rng.set_state(state["order_rng"])
+        self.rng = (state["torch_rng"], state["cuda_rng"])
+        self.best_state = dict(state["best_state"])
+        self.best_epoch, self.best_metric = state["best_epoch"], state["best_metric"]
+        self.val_metrics = [
+            {k: MetricValue(*v) for k, v in m.items()} for m in state["val_metrics"]
+        ]
+        self.val_epochs = list(state["val_epochs"])
+        self.train_losses = list(state["train_losses"])
+        self.epoch_seconds = list(state["epoch_seconds"])
+        self.diverged_epoch = state["diverged_epoch"]
+
     def result(self) -> TrainResult:
         if not self.best_state:
             raise FloatingPointError(
@@ -327,18 +378,139 @@ class _Run:
         )  # fmt: skip
 
 
-def _epochs(cfg: TrainConfig, runs: Sequence[_Run], started: float) -> Iterator[tuple[int, bool]]:
-    """Epoch numbers, and whether each is the last: stop at ``epochs`` or before the budget ends."""
-    for epoch in range(cfg.epochs):
-        last = epoch == cfg.epochs - 1
-        yield epoch, last
-        if last:
-            return
-        if cfg.time_budget_s is not None and epoch >= 0:
+def _epochs(cfg: TrainConfig, started: float, first: int = 0) -> Iterator[tuple[int, bool]]:
+    """Epoch numbers from ``first``, and whether each is the last: stop at ``epochs`` or before
+    the budget ends (``started`` is shifted back by the time a resumed run spent before)."""
+    for epoch in range(first, cfg.epochs):
+        if cfg.time_budget_s is not None and epoch > 0:
             spent = time.perf_counter() - started
-            per_epoch = spent / (epoch + 1)  # training and validation so far, all models
+            per_epoch = spent / epoch  # training and validation so far, all models
             if spent + per_epoch > cfg.time_budget_s:
                 return
+        yield epoch, epoch == cfg.epochs - 1
+
+
+#: Options that only change what is printed: a run may resume with other values.
+_PRINT_ONLY = ("verbose", "log_every")
+_CHECKPOINT_FORMAT = 1
+
+
+def checkpoint_path(checkpoint_dir: str | os.PathLike, name: str) -> Path:
+    """The file that holds model ``name``'s training state in ``checkpoint_dir``."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
+    return Path(checkpoint_dir) / f"{slug}.train-state.pt"
+
+
+def _samples_fingerprint(train: RetrievalSamples, val: RetrievalSamples) -> str:
+    """A cheap digest of the samples (users, targets, history lengths): resuming on other data
+    is refused."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for split in (train, val):
+        lengths = [len(h) for h in split.histories]
+        digest.update(repr((list(split.users), list(split.targets), lengths)).encode())
+    return digest.hexdigest()
+
+
+class _Progress(NamedTuple):
+    """Where a run of :func:`fit_together` stands (saved with every model's state)."""
+
+    epoch: int  # last finished epoch, 0-based; -1 before the first
+    validated: int  # last validated epoch; -1 if none
+    elapsed_s: float  # wall time spent so far, over every call
+    finished: bool  # the run ended: a later call returns its results without training
+
+
+def _save_checkpoints(
+    directory: Path, runs: Sequence[_Run], progress: _Progress, meta: Mapping[str, Any]
+) -> None:
+    """Write every run's state, each file atomically (temporary file, then rename).
+
+    All files are written before the first rename (nested :func:`atomic_write` calls), so the
+    files disagree about the epoch only if the process dies between two renames.
+    """
+    items = [
+        (checkpoint_path(directory, run.name), {**meta, **progress._asdict(), **run.state()})
+        for run in runs
+    ]
+
+    def write(index: int) -> None:
+        if index < len(items):
+            path, state = items[index]
+            atomic_write(path, lambda tmp: (torch.save(state, tmp), write(index + 1)))
+
+    write(0)
+
+
+def _load_checkpoints(
+    directory: Path, runs: Sequence[_Run], meta: Mapping[str, Any]
+) -> _Progress | None:
+    """Restore every run from ``directory`` and return the saved progress; None if the folder
+    holds no state for these models. Refuses states from another config, other samples or
+    other model classes, and a partial set of files."""
+    paths = {run.name: checkpoint_path(directory, run.name) for run in runs}
+    present = [name for name, path in paths.items() if path.is_file()]
+    if not present:
+        return None
+    if len(present) != len(runs):
+        missing = [name for name in paths if name not in present]
+        raise ValueError(
+            f"{directory} holds training states for {present} but not for {missing}; resume "
+            "with the same models as the interrupted run, or use another checkpoint_dir"
+        )
+    states = {}
+    for run in runs:
+        path = paths[run.name]
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # a truncated or foreign file: say which and what to do
+            raise ValueError(
+                f"{path} is not a readable training state ({err}); delete it to start again"
+            ) from err
+        if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
+            raise ValueError(f"{path} is not a training state of this library; delete it")
+        _check_same_run(path, state, run, meta)
+        states[run.name] = state
+    progress = {name: _Progress(*(s[f] for f in _Progress._fields)) for name, s in states.items()}
+    if len({(p.epoch, p.finished) for p in progress.values()}) > 1:
+        epochs = ", ".join(f"{name}: epoch {p.epoch + 1}" for name, p in progress.items())
+        raise ValueError(
+            f"the training states in {directory} disagree ({epochs}): the run stopped while "
+            "saving them; delete them to start again"
+        )
+    for run in runs:
+        run.load_state(states[run.name])
+    return next(iter(progress.values()))
+
+
+def _check_same_run(path: Path, state: Mapping[str, Any], run: _Run, meta: Mapping[str, Any]
+                    ) -> None:  # fmt: skip
+    """Refuse a state saved under another config, on other samples or for another model."""
+    saved, current = state["config"], meta["config"]
+    differing = sorted(
+        k for k in set(saved) | set(current)
+        if k not in _PRINT_ONLY and saved.get(k, "<absent>") != current.get(k, "<absent>")
+    )  # fmt: skip
+    if differing:
+        changes = "; ".join(
+            f"{k}: saved {saved.get(k, '<absent>')!r}, now {current.get(k, '<absent>')!r}"
+            for k in differing
+        )
+        raise ValueError(
+            f"{path} was written with another TrainConfig ({changes}); resume with the saved "
+            "config, or use another checkpoint_dir to start a new run"
+        )
+    if state["samples"] != meta["samples"]:
+        raise ValueError(
+            f"{path} was written for other training or validation samples; resume on the same "
+            "samples, or use another checkpoint_dir"
+        )
+    if state["model_class"] != type(run.model).__name__:
+        raise ValueError(
+            f"{path} holds the training state of a {state['model_class']}, not of "
+            f"{run.name}'s {type(run.model).__name__}"
+        )
 
 
 def fit_together(
@@ -346,6 +518,7 @@ def fit_together(
     train: RetrievalSamples,
     val: RetrievalSamples,
     config: TrainConfig | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
 ) -> dict[str, TrainResult]:
     """Train several models in lockstep on the same samples; each ends on its best epoch.
 
@@ -353,35 +526,67 @@ def fit_together(
     its own random state saved and restored around each epoch), and all stop after the same
     epoch, whether ``config.epochs`` or the time budget ends the run. A stop by the budget always
     validates the last epoch, so it can be selected.
+
+    With ``checkpoint_dir``, every model's training state is saved there after each epoch (one
+    file per model, :func:`checkpoint_path`). Called again with the same folder, models of the
+    same classes, the same samples and config (``verbose`` and ``log_every`` may differ), it
+    continues after the last saved epoch and ends exactly as an uninterrupted run; the time
+    budget counts the time spent before. A run that finished returns its results at once.
     """
     cfg = config or TrainConfig()
     if not models:
         raise ValueError("fit_together needs at least one model")
     device = resolve_device(cfg.device)
     say = print if cfg.verbose else (lambda *_args, **_kwargs: None)
+    directory = None if checkpoint_dir is None else Path(checkpoint_dir).expanduser()
+    if directory is not None:
+        check_writable(directory, "training checkpoints")
+        files = [checkpoint_path(directory, name) for name in models]
+        if len(set(files)) != len(files):
+            raise ValueError(f"model names {list(models)} share a checkpoint file; rename them")
     runs = [_Run(name, model, train, cfg, device) for name, model in models.items()]
-    names = ", ".join(f"{r.name} ({type(r.model).__name__})" for r in runs)
-    budget = f", at most {cfg.time_budget_s:.0f} s" if cfg.time_budget_s else ""
-    say(f"training {names} on {device}: {len(train.targets)} samples, up to {cfg.epochs} "
-        f"epochs{budget}")  # fmt: skip
-    started = time.perf_counter()
-    epoch = -1
-    validated = -1
-    stop_epochs = _epochs(cfg, runs, started)
-    for epoch, last in stop_epochs:
-        for run in runs:
-            if run.active:
-                run.train_epoch(say)
-        if not any(run.active for run in runs):
-            break
-        if last or (epoch + 1) % cfg.val_every == 0:
+    meta = {"format": _CHECKPOINT_FORMAT, "config": asdict(cfg),
+            "samples": _samples_fingerprint(train, val)}  # fmt: skip
+    progress = _Progress(-1, -1, 0.0, False)
+    if directory is not None:
+        progress = _load_checkpoints(directory, runs, meta) or progress
+        for run in runs if progress.epoch >= 0 else ():
+            if progress.finished:
+                say(f"{run.name}: the run in {directory} finished; returning its result")
+            else:
+                say(f"resuming {run.name} from epoch {progress.epoch + 2} of {directory} "
+                    f"({progress.epoch + 1} done, {progress.elapsed_s:.0f} s spent)")  # fmt: skip
+    epoch, validated = progress.epoch, progress.validated
+    started = time.perf_counter() - progress.elapsed_s
+
+    def save(finished: bool) -> None:
+        if directory is not None:
+            now = _Progress(epoch, validated, time.perf_counter() - started, finished)
+            _save_checkpoints(directory, runs, now, meta)
+
+    if not progress.finished:
+        names = ", ".join(f"{r.name} ({type(r.model).__name__})" for r in runs)
+        budget = f", at most {cfg.time_budget_s:.0f} s" if cfg.time_budget_s else ""
+        say(f"training {names} on {device}: {len(train.targets)} samples, up to {cfg.epochs} "
+            f"epochs{budget}")  # fmt: skip
+        for epoch, last in _epochs(cfg, started, first=progress.epoch + 1):
+            for run in runs:
+                if run.active:
+                    run.train_epoch(say)
+            if not any(run.active for run in runs):
+                break
+            if last or (epoch + 1) % cfg.val_every == 0:
+                _validate_all(runs, epoch, val, cfg, say, started)
+                validated = epoch
+            else:
+                losses = ", ".join(f"{r.name} {r.train_losses[-1]:.4f}" for r in runs)
+                say(f"epoch {epoch + 1}: train loss {losses} "
+                    f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
+            save(finished=False)
+        if validated != epoch:  # the budget stopped the run between validations
             _validate_all(runs, epoch, val, cfg, say, started)
             validated = epoch
-        else:
-            losses = ", ".join(f"{r.name} {r.train_losses[-1]:.4f}" for r in runs)
-            say(f"epoch {epoch + 1}: train loss {losses} ({time.perf_counter() - started:.0f} s)")
-    if validated != epoch:  # the budget stopped the run between validations
-        _validate_all(runs, epoch, val, cfg, say, started)
+        save(finished=True)
     return {run.name: run.result() for run in runs}
 
 
@@ -404,11 +609,14 @@ def fit(
     val: RetrievalSamples,
     config: TrainConfig | None = None,
     name: str = "model",
+    checkpoint_dir: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train ``model`` in place, select the epoch with the best validation metric, load it back.
 
     Seeded by ``config.seed`` (shuffling, dropout, negatives), so the same seed, model
     initialisation and device give the same metrics. The model ends on ``config.device`` holding
-    the best epoch's weights. ``name`` labels the progress lines.
+    the best epoch's weights. ``name`` labels the progress lines and the checkpoint file;
+    ``checkpoint_dir`` saves the training state after every epoch and resumes from it (see
+    :func:`fit_together`).
     """
-    return fit_together({name: model}, train, val, config)[name]
+    return fit_together({name: model}, train, val, config, checkpoint_dir)[name]
