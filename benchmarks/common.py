@@ -32,11 +32,12 @@ TIGER_SHAPE = {k: TUTORIAL_CONFIG[k] for k in SHAPE_KEYS}
 
 
 def setup_env() -> None:
-    """Quiet logs, offline models, and the shared raw data linked in when it exists."""
+    """Quiet logs and the bundled sentence encoder loaded offline.
+
+    The raw data comes from the data root, from ``$RQVAE_SHARED_DATA`` when it is set, or from
+    the download (``rqvae_lib.data.amazon.ensure_raw``).
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    shared = REPO.parent / "shared" / "data"
-    if shared.is_dir():
-        os.environ.setdefault("RQVAE_SHARED_DATA", str(shared))
     import logging
     import warnings
 
@@ -45,7 +46,7 @@ def setup_env() -> None:
     warnings.filterwarnings("ignore")
 
 
-def load_catalog(split: str) -> tuple[Tensor, list[str]] | None:
+def load_catalogue(split: str) -> tuple[Tensor, list[str]] | None:
     """All items of an Amazon split as (MiniLM embeddings, top-level categories); None if absent."""
     from rqvae_lib.data import P5AmazonItemDataset
     from rqvae_lib.data.amazon import check_split, ensure_raw

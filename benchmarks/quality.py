@@ -27,7 +27,7 @@ from common import (  # noqa: E402
     ResidualVQPeer,
     as_numpy,
     load,
-    load_catalog,
+    load_catalogue,
     machine,
     markdown_table,
     setup_env,
@@ -38,7 +38,7 @@ from common import (  # noqa: E402
 from rqvae_lib import RqVae, codebook_stats, deduplicate, seed_everything  # noqa: E402
 from rqvae_lib.baselines import rq_kmeans  # noqa: E402
 from rqvae_lib.config import TUTORIAL_CONFIG  # noqa: E402
-from rqvae_lib.data import FeatureDataset, make_synthetic_catalog  # noqa: E402
+from rqvae_lib.data import FeatureDataset, make_synthetic_catalogue  # noqa: E402
 
 METHODS = ("rqvae", "residualvq", "rq-kmeans", "plain-st")
 COLUMNS = [
@@ -289,10 +289,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     all_rows = []
     for split in args.datasets:
         if split == "synthetic":
-            cat = make_synthetic_catalog(args.items or 2048, 384, seed=args.seed)
+            cat = make_synthetic_catalogue(args.items or 2048, 384, seed=args.seed)
             data = cat.features, [str(c) for c in cat.labels[:, 0]]
         else:
-            data = load_catalog(split)
+            data = load_catalogue(split)
         if data is None:
             print(f"({split}: raw files not found; skipped)")
             continue

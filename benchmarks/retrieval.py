@@ -2,9 +2,16 @@
 ablation (RQ-VAE vs RQ-KMeans vs random IDs), SASRec with both losses and most-popular, all
 scored at the item level on the full ID over every test user.
 
-    python benchmarks/retrieval.py                       # Beauty + Toys, every job, one by one
+    python benchmarks/retrieval.py                       # the GPU budget: Beauty + Toys, every job
     python benchmarks/retrieval.py --parallel --out DIR  # each job its own process (one GPU)
-    python benchmarks/retrieval.py --datasets beauty --jobs main --preset cpu --budget-s 600
+    python benchmarks/retrieval.py --budget cpu --datasets beauty --jobs main
+    python benchmarks/retrieval.py --batch-size 1024 --learning-rate 2e-3 --warmup-steps 250
+
+``--budget {fast,cpu,gpu}`` names one of the budgets declared in
+``rqvae_lib.retrieval.experiment`` (``FAST_BUDGET``, ``CPU_BUDGET``, ``GPU_BUDGET``, default
+``gpu``): it supplies the defaults of the model size, user subset, epochs, time budgets, learning
+rate, warm-up, validation, test cut-offs and kernels, so a run under a budget trains as notebook
+06 does under it. Every option overrides its budget's value.
 
 Jobs per dataset: ``main`` (seq2seq on RQ-VAE IDs), ``ablation`` (one seq2seq per ID source,
 trained in lockstep, so all three stop after the same epoch), ``sasrec`` (BCE and CE, then
@@ -24,6 +31,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from common import REPO, git_rev, machine, markdown_table, setup_env
@@ -32,26 +40,73 @@ JOBS = ("main", "ablation", "sasrec")
 DATASETS = ("beauty", "toys")
 
 
+def optional(cast):
+    """An option type that also reads ``none`` (no limit, every user) as None."""
+
+    def parse(text: str):
+        return None if text.lower() == "none" else cast(text)
+
+    parse.__name__ = cast.__name__  # argparse names the type in its error messages
+    return parse
+
+
+def budgets() -> dict:
+    """The retrieval budgets declared in ``rqvae_lib.retrieval.experiment``, by name."""
+    from rqvae_lib.retrieval.experiment import CPU_BUDGET, FAST_BUDGET, GPU_BUDGET
+
+    return {b.name: b for b in (FAST_BUDGET, CPU_BUDGET, GPU_BUDGET)}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    """The options; those that a budget declares default to its values (``--budget``)."""
+    from rqvae_lib.retrieval.experiment import SEQ2SEQ_PRESETS
+
+    known = budgets()
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--budget", default="gpu", choices=list(known),
+                       help="the budget that supplies the defaults (default: gpu)")  # fmt: skip
+    b = known[first.parse_known_args(argv)[0].budget]
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter, parents=[first]
+    )
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     p.add_argument("--jobs", nargs="+", default=list(JOBS), choices=JOBS)
     p.add_argument("--ablation-datasets", nargs="+", default=["beauty"], choices=DATASETS,
                    help="datasets that run the ablation job (default: beauty)")  # fmt: skip
-    p.add_argument("--preset", default="tiger", help="seq2seq size: tiger, cpu or tiny")
+    p.add_argument("--preset", default=b.preset, choices=list(SEQ2SEQ_PRESETS),
+                   help="seq2seq size (default: the budget's, %(default)s)")  # fmt: skip
     p.add_argument("--backbone", default="torch", choices=("torch", "t5"),
                    help="seq2seq layers: torch.nn.Transformer or Hugging Face's T5")  # fmt: skip
-    p.add_argument("--budget-s", type=float, default=330.0, help="training budget per seq2seq job")
-    p.add_argument("--sasrec-budget-s", type=float, default=100.0, help="per SASRec loss")
-    p.add_argument("--max-epochs", type=int, default=400)
-    p.add_argument("--val-every", type=int, default=5, help="seq2seq validation period (epochs)")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup-steps", type=int, default=1000)
-    p.add_argument("--no-amp", action="store_true", help="float32 (TF32 matmuls) instead of bf16")
-    p.add_argument("--fast-kernels", action="store_true", help="allow non-deterministic kernels")
+    p.add_argument("--budget-s", type=optional(float), default=b.time_budget_s,
+                   help="seq2seq training seconds per job (default: %(default)s)")  # fmt: skip
+    p.add_argument("--sasrec-budget-s", type=optional(float), default=b.sasrec_budget_s,
+                   help="SASRec training seconds per loss (default: %(default)s)")  # fmt: skip
+    p.add_argument("--max-epochs", type=int, default=b.epochs,
+                   help="seq2seq epochs at most (default: %(default)s)")  # fmt: skip
+    p.add_argument("--sasrec-max-epochs", type=int, default=b.sasrec_epochs,
+                   help="SASRec epochs at most (default: %(default)s)")  # fmt: skip
+    p.add_argument("--val-every", type=int, default=b.val_every,
+                   help="seq2seq validation period in epochs (default: %(default)s)")  # fmt: skip
+    p.add_argument("--val-users", type=optional(int), default=b.val_users,
+                   help="validation users that select the best epoch (default: %(default)s; "
+                        "none: all)")  # fmt: skip
+    p.add_argument("--learning-rate", type=float, default=b.learning_rate,
+                   help="seq2seq peak learning rate (default: %(default)s)")  # fmt: skip
+    p.add_argument("--warmup-steps", type=int, default=b.warmup_steps,
+                   help="seq2seq linear warm-up steps (default: %(default)s)")  # fmt: skip
+    p.add_argument("--test-ks", type=int, nargs="+", default=list(b.test_ks),
+                   help="cut-offs of the test table; the beam is as wide as the largest "
+                        "(default: %(default)s)")  # fmt: skip
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=b.amp,
+                   help="bf16 autocast on CUDA; --no-amp: float32 with TF32 matmuls "
+                        "(default: %(default)s)")  # fmt: skip
+    p.add_argument("--fast-kernels", action=argparse.BooleanOptionalAction,
+                   default=not b.deterministic,
+                   help="allow non-deterministic kernels (default: %(default)s)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--eval-batch-size", type=int, default=512)
-    p.add_argument("--max-users", type=int, default=None, help="a seeded user subset (smoke runs)")
+    p.add_argument("--max-users", type=optional(int), default=b.max_users,
+                   help="a seeded user subset (default: %(default)s; none: all)")  # fmt: skip
     p.add_argument("--device", default=None, help="cpu, cuda; default: CUDA when available")
     p.add_argument("--threads", type=int, default=None, help="torch threads per process")
     p.add_argument("--seed", type=int, default=42)
@@ -66,17 +121,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def seq2seq_config(args: argparse.Namespace, **overrides):
-    from rqvae_lib.retrieval import TrainConfig
-
-    options = dict(
-        epochs=args.max_epochs, time_budget_s=args.budget_s, batch_size=args.batch_size,
-        lr=args.lr, schedule="inverse_sqrt", warmup_steps=args.warmup_steps,
-        val_every=args.val_every, ks=(5, 10), eval_batch_size=args.eval_batch_size,
-        seed=args.seed, device=args.device, amp=not args.no_amp,
-        deterministic=not args.fast_kernels, on_nonfinite="stop",
+def seq2seq_config(args: argparse.Namespace):
+    """The seq2seq models' ``TrainConfig``: the budget's, with this run's options."""
+    return replace(
+        budgets()[args.budget].seq2seq_config(seed=args.seed), epochs=args.max_epochs,
+        time_budget_s=args.budget_s, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
+        val_every=args.val_every, eval_batch_size=args.eval_batch_size, device=args.device,
+        amp=args.amp, deterministic=not args.fast_kernels,
     )  # fmt: skip
-    return TrainConfig(**{**options, **overrides})
+
+
+def sasrec_config(args: argparse.Namespace):
+    """SASRec's ``TrainConfig``: the budget's (constant learning rate), with this run's options."""
+    return replace(
+        budgets()[args.budget].sasrec_config(seed=args.seed), epochs=args.sasrec_max_epochs,
+        time_budget_s=args.sasrec_budget_s, batch_size=args.batch_size, eval_batch_size=1024,
+        device=args.device, amp=args.amp, deterministic=not args.fast_kernels,
+    )  # fmt: skip
 
 
 def run_job(dataset: str, job: str, args: argparse.Namespace) -> list[dict]:
@@ -94,15 +156,12 @@ def run_job(dataset: str, job: str, args: argparse.Namespace) -> list[dict]:
 
     torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it
     data = load_retrieval_data(dataset, max_users=args.max_users, seed=args.seed)
-    test_ks = (5, 10, 20)
+    test_ks = tuple(args.test_ks)
     if job == "sasrec":
-        rows = []
-        for loss in ("bce", "ce"):
-            cfg = seq2seq_config(
-                args, time_budget_s=args.sasrec_budget_s, schedule="constant", warmup_steps=0,
-                val_every=1, eval_batch_size=1024,
-            )  # fmt: skip
-            rows.append(run_sasrec(data, loss, cfg, test_ks=test_ks)[1])
+        rows = [
+            run_sasrec(data, loss, sasrec_config(args), test_ks, args.val_users)[1]
+            for loss in ("bce", "ce")
+        ]
         rows.append(run_most_popular(data, test_ks))
         return rows
     sources = ("rqvae",) if job == "main" else ID_SOURCES
@@ -110,13 +169,14 @@ def run_job(dataset: str, job: str, args: argparse.Namespace) -> list[dict]:
         s: semantic_id_table(dataset, s, directory=args.ids_dir, seed=args.seed) for s in sources
     }
     out = run_seq2seq(
-        data, tables, args.preset, seq2seq_config(args), test_ks=test_ks, backbone=args.backbone
-    )
+        data, tables, args.preset, seq2seq_config(args), test_ks=test_ks,
+        val_users=args.val_users, backbone=args.backbone,
+    )  # fmt: skip
     return [dict(rec, job=job) for _, rec in out.values()]
 
 
 def print_table(records: list[dict]) -> None:
-    from rqvae_lib.retrieval.experiment import results_frame
+    from rqvae_lib.course.retrieval import results_frame
 
     frame = results_frame(records)
     print(markdown_table(frame.to_dict("records"), list(frame.columns)))

@@ -1,13 +1,13 @@
 """Speed benchmark: training and semantic-ID throughput, peak memory, and scaling with the catalogue.
 
     python benchmarks/speed.py            # device auto (CUDA if available, else CPU)
-    python benchmarks/speed.py --fit-epochs 100 --compare-with 65d2517   # + notebook 03's fit
+    python benchmarks/speed.py --fit-epochs 100 --compare-with REV   # + notebook 03's fit
 
 ``--fit-epochs N`` also times notebook 03's whole training on Beauty (tutorial config, batch 1024,
 N epochs, usage callback every epoch) through the library, against a lean plain-PyTorch loop
 that does the same arithmetic (the same MLPs, a 3 x 256 residual argmin quantizer with the
 straight-through estimator, Adam with the cosine schedule, one inference pass over the
-catalogue per epoch) and nothing else; ``--compare-with REV`` adds the library as it was at git
+catalogue per epoch) and nothing else; ``--compare-with REV`` adds the library at git
 revision REV, run from a temporary worktree, in the same run.
 
 RqVae in the TIGER shape runs against the same MLPs around vector-quantize-pytorch's ResidualVQ.
@@ -259,21 +259,21 @@ def fit_lean(features: Tensor, epochs: int, device_name: str, threads: int) -> d
 
 
 def fit_table(epochs: int, device_name: str, threads: int, compare_with: str | None) -> str:
-    """Notebook 03's training: lean loop, this library, and (optionally) an earlier revision."""
+    """Notebook 03's training: lean loop, this library, and (optionally) another git revision."""
     import subprocess
     import tempfile
 
-    from common import REPO, load_catalog
+    from common import REPO, load_catalogue
 
-    catalog = load_catalog("beauty")
-    if catalog is None:
+    catalogue = load_catalogue("beauty")
+    if catalogue is None:
         return "Notebook 03's training: not measured (the Beauty files are not here).\n"
-    lean = fit_lean(catalog[0], epochs, device_name, threads)
+    lean = fit_lean(catalogue[0], epochs, device_name, threads)
     rows = [("lean plain-PyTorch loop", lean), ("rqvae_lib (this revision)", None)]
     rows[1] = (rows[1][0], fit_library(REPO, epochs, threads))
     if compare_with:
         with tempfile.TemporaryDirectory() as tmp:
-            tree = Path(tmp) / "old"
+            tree = Path(tmp) / "revision"
             subprocess.run(
                 ["git", "worktree", "add", "--detach", str(tree), compare_with],
                 cwd=REPO,

@@ -1,6 +1,6 @@
 """A tiny copy of the P5 Amazon layout (30 items, 24 users) for tests that must not need real data.
 
-The folder is laid out like ``shared/data/amazon-beauty``: ``p5/sequential_data.txt``,
+The folder is laid out as the P5 release (see data/README.md): ``p5/sequential_data.txt``,
 ``p5/datamaps.json``, ``sequences_asin/user_sequence.txt``, ``meta/item.csv``,
 ``meta/item_id_mapping.csv`` and ``meta/user_id_mapping.csv``, with the ``p5/`` and
 ``sequences_asin/`` files gzipped and ``meta/`` plain so both ways of storing a file are read.
@@ -51,7 +51,7 @@ _BRANDS = ("Acme", "Bellus", "Corva", "Dermo")
 class P5Fixture:
     """A built fixture folder and what a correct loader must read from it."""
 
-    folder: Path  # laid out like shared/data/amazon-beauty
+    folder: Path  # laid out as the P5 release
     files: tuple[RawFile, ...]  # the split's entries for SPLITS, sha256 of each file pinned
     asins: dict[int, str]  # P5 item id -> ASIN
     rows: dict[int, tuple[str, str, str, str]]  # P5 item id -> (title, brand, price, categories)

@@ -1,4 +1,5 @@
-"""Smoke runs of the benchmark scripts at a tiny size: they run and print every column."""
+"""The benchmark scripts: tiny smoke runs that print every column, the retrieval benchmark's
+options against the declared budgets, and the GPU script's refusals."""
 
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def test_retrieval_smoke(
     try:
         retrieval.main(
             ["--datasets", "beauty", "--preset", "tiny", "--max-users", "150", "--max-epochs",
-             "1", "--sasrec-budget-s", "30", "--ids-dir", str(tmp_path), "--device", "cpu",
+             "1", "--sasrec-max-epochs", "1", "--ids-dir", str(tmp_path), "--device", "cpu",
              "--threads", "1", "--out", str(out)]
         )  # fmt: skip
     finally:
@@ -89,6 +90,7 @@ def test_retrieval_smoke(
     saved = json.loads((out / "retrieval.json").read_text())
     assert str(tmp_path) not in json.dumps(saved)  # paths as display_path shows them
     assert ", 1 torch threads" in saved["machine"]  # the threads the run used, not the default
+    assert saved["args"]["budget"] == "gpu" and saved["args"]["learning_rate"] == 1e-3
     records = saved["records"]
     assert [r.get("job") for r in records] == ["main", "ablation", "ablation", "ablation",
                                                None, None, None]  # fmt: skip
@@ -97,20 +99,71 @@ def test_retrieval_smoke(
     assert "| beauty | most popular |" in capsys.readouterr().out
 
 
-def test_gpu_session_script_parses_and_refuses_what_it_cannot_do(tmp_path) -> None:
-    """benchmarks/gpu_session.sh: valid bash, a usage line, and no device run without $OUT.
+def test_retrieval_defaults_are_the_declared_budgets() -> None:
+    """Each option that a RetrievalBudget declares defaults to the named budget's value (GPU
+    unless told), still overridable, and the training configs follow the budget's."""
+    from dataclasses import replace
 
-    Its whole run is smoke-tested by hand on a CPU (GPU_SESSION_SMOKE=1, see its header): minutes.
-    """
+    import retrieval
+
+    from rqvae_lib.retrieval.experiment import CPU_BUDGET, FAST_BUDGET, GPU_BUDGET
+
+    assert retrieval.parse_args([]) == retrieval.parse_args(["--budget", "gpu"])
+    for budget in (FAST_BUDGET, CPU_BUDGET, GPU_BUDGET):
+        args = retrieval.parse_args(["--budget", budget.name])
+        declared = {
+            "preset": budget.preset,
+            "max_users": budget.max_users,
+            "max_epochs": budget.epochs,
+            "budget_s": budget.time_budget_s,
+            "learning_rate": budget.learning_rate,
+            "warmup_steps": budget.warmup_steps,
+            "val_users": budget.val_users,
+            "val_every": budget.val_every,
+            "sasrec_max_epochs": budget.sasrec_epochs,
+            "sasrec_budget_s": budget.sasrec_budget_s,
+            "test_ks": list(budget.test_ks),
+            "amp": budget.amp,
+            "fast_kernels": not budget.deterministic,
+        }
+        assert {k: getattr(args, k) for k in declared} == declared, budget.name
+        assert retrieval.seq2seq_config(args) == replace(
+            budget.seq2seq_config(seed=args.seed), eval_batch_size=args.eval_batch_size
+        )
+        assert retrieval.sasrec_config(args) == replace(
+            budget.sasrec_config(seed=args.seed), eval_batch_size=1024
+        )
+    args = retrieval.parse_args(
+        ["--budget", "fast", "--max-users", "none", "--learning-rate", "2e-3", "--no-amp"]
+    )
+    assert (args.max_users, args.learning_rate, args.amp) == (None, 2e-3, False)
+    assert args.warmup_steps == FAST_BUDGET.warmup_steps and args.preset == FAST_BUDGET.preset
+
+
+def test_gpu_session_script_parses_and_refuses_what_it_cannot_do(tmp_path) -> None:
+    """benchmarks/gpu_session.sh: valid bash; it asks for OUT_DIR, keeps a used OUT_DIR apart,
+    and stops on a machine without CUDA before it writes anything. The budget is the library's."""
     import os
     import subprocess
 
     script = REPO_ROOT / "benchmarks" / "gpu_session.sh"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    usage = subprocess.run(["bash", str(script)], capture_output=True, text=True)
-    assert usage.returncode == 2 and "prepare | run | collect" in usage.stderr
-    env = {k: v for k, v in os.environ.items() if k != "OUT"}
-    no_out = subprocess.run(["bash", str(script), "run"], capture_output=True, text=True, env=env)
-    assert no_out.returncode != 0 and "OUT must name the folder" in no_out.stderr
-    no_args = subprocess.run(["bash", str(script), "collect"], capture_output=True, text=True)
-    assert no_args.returncode != 0 and "files_at" in no_args.stderr
+    text = script.read_text()
+    assert "--budget gpu" in text and "--budget-s" not in text  # no budget of its own
+
+    def run(*args: str, **env: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "PYTHON": sys.executable, **env}
+        return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, env=env)
+
+    usage = run()
+    assert usage.returncode == 2 and "usage: bash benchmarks/gpu_session.sh OUT_DIR" in usage.stderr
+    assert "new or empty folder" in usage.stderr
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "retrieval.json").write_text("{}")
+    refused = run(str(used))
+    assert refused.returncode == 2 and "already holds files" in refused.stderr
+    out = tmp_path / "out"
+    no_gpu = run(str(out), CUDA_VISIBLE_DEVICES="")
+    assert no_gpu.returncode == 1 and "no CUDA GPU is visible" in no_gpu.stderr
+    assert not out.exists()

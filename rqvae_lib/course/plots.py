@@ -119,7 +119,7 @@ def prefix_tree_sizes(sizes: Mapping[int, np.ndarray]) -> Figure:
 def category_by_depth(results: pd.DataFrame | Mapping[str, pd.DataFrame]) -> Figure:
     """Category prediction accuracy from the ID prefix at each depth, with its two baselines.
 
-    ``results`` is :func:`rqvae_lib.analysis.category_prediction`'s table, or a dict of them
+    ``results`` is :func:`rqvae_lib.course.analysis.category_prediction`'s table, or a dict of them
     (one colour each): the semantic ID (solid), random IDs with the same tree (dashed) and
     always guessing the commonest label (dotted). The x tick labels give the share of items
     scored at each depth (items alone under their prefix are not).
@@ -161,7 +161,7 @@ def prefix_sharing(df: pd.DataFrame, pairs: str = "consecutive reviews of one us
     """Bars (log scale): share of item pairs vs random pairs whose IDs agree on the prefix at
     each depth, each bar labelled with its value and each depth with the lift between them.
 
-    ``df`` is :func:`rqvae_lib.analysis.pair_prefix_sharing`'s table; ``pairs`` names the pairs.
+    ``df`` is :func:`rqvae_lib.course.analysis.pair_prefix_sharing`'s table; ``pairs`` names the pairs.
     """
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     x = np.arange(len(df))

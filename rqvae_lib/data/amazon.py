@@ -1,7 +1,8 @@
 """The Amazon P5 datasets (Beauty, Toys, Sports): where the files come from and how to read them.
 
-Every split lives under ``<root>/<split>/raw/`` in the layout of ``shared/data/amazon-beauty``
-(``p5/``, ``sequences_asin/``, ``meta/``; each file plain or gzipped). There are three id spaces:
+Every split lives under ``<root>/<split>/raw/`` in the layout of the P5 release
+(``p5/sequential_data.txt``, ``p5/datamaps.json``, ``sequences_asin/user_sequence.txt``,
+``meta/item.csv`` and its id mappings; each file plain or gzipped): see ``data/README.md``. There are three id spaces:
 P5 ids (sequences), ids local to ``meta/item.csv`` and ASINs. We always join through the ASIN.
 Path helpers take ``(root, split, ...)`` in path order; functions that act on a split take
 ``(split, root)``. The loaders check every raw file they read against its pinned sha256 (hashed
@@ -53,7 +54,7 @@ class RawFile:
         return f"{base_url.rstrip('/')}/{self.repo}/{self.commit}/{self.path}"
 
 
-# (repo, commit) of each source, pinned as in PROVENANCE.md
+# (repo, commit) of each source, pinned (a prepared copy's PROVENANCE.md gives the details)
 _LLMREC = ("Wenyueh/LLM-RecSys-ID", "2200ad9fef647ef755c01d6d7e5c5de3082606c5")
 _GRAM = ("zhaodong-liu/GRAM", "2c168a4cc12e70c464502149392943e091006835")
 _MARCO = ("HSandz/MARCO", "133bb5e2bd59587d3a54756c18305286f2fb8d23")
@@ -62,15 +63,17 @@ _TRANSREC = ("Linxyhaha/TransRec", "d2961dd16ce6ec8ce9841b0d0c10356a8e9f796f")  
 _LLMREC_SPORTS = ("Wenyueh/LLM-RecSys-ID", "d5d5e8b2471fe074308d2a2615f40e0a879eb8be")
 _TOYS_DERIVED = (
     "it is derived (no public source): built from meta/transrec/*.npy and p5/datamaps.json by "
-    "the recipe in shared/data/amazon-toys/PROVENANCE.md, so download() cannot fetch it; copy it "
-    "from a folder laid out like shared/data/amazon-toys"
+    "the recipe in data/README.md and in the PROVENANCE.md of a prepared amazon-toys folder, so "
+    "download() cannot fetch it; copy it from a folder laid out as the P5 release (p5/, "
+    "sequences_asin/, meta/; see data/README.md), such as $RQVAE_SHARED_DATA/amazon-toys"
 )
 _SPORTS_UNKNOWN = (
-    "no public copy with a pinned sha256 is known for Sports; prepare a folder laid out like "
-    "shared/data/amazon-beauty (P5 files plus a MARCO-style meta/item.csv) and put it there"
+    "no public copy with a pinned sha256 is known for Sports; prepare a folder laid out as the "
+    "P5 release (p5/sequential_data.txt, p5/datamaps.json, plus a MARCO-style meta/item.csv and "
+    "its id mappings; see data/README.md) and put it there"
 )
 
-#: The files of every known split, as in ``shared/data/amazon-<split>/PROVENANCE.md``.
+#: The files of every known split: where each comes from and the sha256 of its content.
 # fmt: off
 SPLITS: dict[str, tuple[RawFile, ...]] = {
     "beauty": (
@@ -320,13 +323,16 @@ def download(
 def link_local_copy(split: str, root: str | Path, source_dir: str | Path) -> Path:
     """Make ``<root>/<split>/raw`` a symlink to (or, failing that, a copy of) a prepared folder.
 
-    ``source_dir`` is laid out like ``shared/data/amazon-beauty``. An existing symlink or empty
+    ``source_dir`` is laid out as the P5 release (``p5/``, ``sequences_asin/``, ``meta/``; see
+    ``data/README.md``), as ``$RQVAE_SHARED_DATA/amazon-<split>`` is. An existing symlink or empty
     folder is replaced; a folder with files in it is left alone and raises FileExistsError.
     """
     raw, source = raw_dir(root, split), Path(source_dir).expanduser().resolve()
     if not source.is_dir():
         raise FileNotFoundError(
-            f"{source} is not a folder laid out like shared/data/amazon-{split}"
+            f"{source} is not a folder; expected the files of split {split!r} laid out as the "
+            "P5 release (p5/sequential_data.txt, p5/datamaps.json, meta/item.csv, ...; see "
+            "data/README.md)"
         )
     if raw.resolve() == source:
         return raw
