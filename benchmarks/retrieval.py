@@ -112,6 +112,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--ids-dir", default=None, help="ID tables (default artifacts/retrieval)")
     p.add_argument("--prepare-ids", action="store_true", help="build the ID tables and stop")
+    p.add_argument(
+        "--checkpoint-dir", default=None,
+        help="save every model's training state after each epoch in DIR/<dataset>-<job>/; run "
+        "the same command again to resume an interrupted run from its last epoch",
+    )  # fmt: skip
     p.add_argument("--parallel", action="store_true", help="one process per (dataset, job)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="output folder")
     p.add_argument(
@@ -157,9 +162,10 @@ def run_job(dataset: str, job: str, args: argparse.Namespace) -> list[dict]:
     torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it
     data = load_retrieval_data(dataset, max_users=args.max_users, seed=args.seed)
     test_ks = tuple(args.test_ks)
+    resume = None if args.checkpoint_dir is None else Path(args.checkpoint_dir) / f"{dataset}-{job}"
     if job == "sasrec":
         rows = [
-            run_sasrec(data, loss, sasrec_config(args), test_ks, args.val_users)[1]
+            run_sasrec(data, loss, sasrec_config(args), test_ks, args.val_users, resume)[1]
             for loss in ("bce", "ce")
         ]
         rows.append(run_most_popular(data, test_ks))
@@ -170,7 +176,7 @@ def run_job(dataset: str, job: str, args: argparse.Namespace) -> list[dict]:
     }
     out = run_seq2seq(
         data, tables, args.preset, seq2seq_config(args), test_ks=test_ks,
-        val_users=args.val_users, backbone=args.backbone,
+        val_users=args.val_users, backbone=args.backbone, checkpoint_dir=resume,
     )  # fmt: skip
     return [dict(rec, job=job) for _, rec in out.values()]
 
@@ -182,7 +188,7 @@ def print_table(records: list[dict]) -> None:
     print(markdown_table(frame.to_dict("records"), list(frame.columns)))
 
 
-PATH_OPTIONS = ("--out", "--parts-dir", "--ids-dir")
+PATH_OPTIONS = ("--out", "--parts-dir", "--ids-dir", "--checkpoint-dir")
 
 
 def portable_command(argv: list[str]) -> str:

@@ -83,7 +83,7 @@ def test_retrieval_smoke(
         retrieval.main(
             ["--datasets", "beauty", "--preset", "tiny", "--max-users", "150", "--max-epochs",
              "1", "--sasrec-max-epochs", "1", "--ids-dir", str(tmp_path), "--device", "cpu",
-             "--threads", "1", "--out", str(out)]
+             "--threads", "1", "--out", str(out), "--checkpoint-dir", str(tmp_path / "ckpt")]
         )  # fmt: skip
     finally:
         torch.set_num_threads(threads)
@@ -97,6 +97,15 @@ def test_retrieval_smoke(
     assert {r["test"]["recall@10"][0] >= 0 for r in records} == {True}
     assert all(len(r["test"]) == 6 for r in records)  # R and N at 5, 10, 20 for every row
     assert "| beauty | most popular |" in capsys.readouterr().out
+    # every trained model left a resumable training state, one folder per (dataset, job)
+    states = sorted(
+        p.relative_to(tmp_path / "ckpt").as_posix() for p in (tmp_path / "ckpt").rglob("*.pt")
+    )
+    assert states == [
+        "beauty-ablation/random.train-state.pt", "beauty-ablation/rq-kmeans.train-state.pt",
+        "beauty-ablation/rqvae.train-state.pt", "beauty-main/rqvae.train-state.pt",
+        "beauty-sasrec/sasrec-bce.train-state.pt", "beauty-sasrec/sasrec-ce.train-state.pt",
+    ]  # fmt: skip
 
 
 def test_retrieval_defaults_are_the_declared_budgets() -> None:
