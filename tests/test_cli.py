@@ -1,9 +1,10 @@
-"""The command line: the README's quick start, predict matching batch_inference, help and errors."""
+"""rqvae_lib.cli: fit (quick start, checkpoint folders, resume), predict, help and errors."""
 
 from __future__ import annotations
 
 import inspect
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -11,17 +12,30 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import pytorch_lightning as pl
 import torch
-import yaml
+from helpers import (
+    CKPT_DIR,
+    QUIET,
+    SYNTHETIC,
+    cli_fit,
+    finished_synthetic_run,
+    snapshot,
+    truncate,
+    working_copy,
+)
 from torch.utils.data import DataLoader
 
 from rqvae_lib import QuantizerConfig, RqVae, add_collision_suffix, batch_inference
-from rqvae_lib.cli import lightning_cli, load_model, predict_main
+from rqvae_lib.checkpoints import CheckpointError
+from rqvae_lib.cli import lightning_cli, load_model, main, predict_main
 from rqvae_lib.config import REPO_ROOT, TUTORIAL_CONFIG
 from rqvae_lib.data import ItemDataModule, SyntheticDataModule
+from rqvae_lib.model import RqVaeConfig
 
 CONFIGS = REPO_ROOT / "configs"
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -48,6 +62,7 @@ def expected_rows(model: RqVae, loader: DataLoader, suffix: bool) -> pd.DataFram
     )
 
 
+# --- the README's commands --------------------------------------------------------------------
 @pytest.mark.slow
 def test_quick_start_then_predict(tmp_path: Path, one_thread) -> None:
     """The README's commands: train on the synthetic config, then write every item's ID."""
@@ -103,12 +118,245 @@ def test_predict_on_beauty_matches_batch_inference(
     assert written["item_id"].tolist() == list(range(1, 12_102))
 
 
-def test_beauty_config_is_the_tutorial_config() -> None:
-    config = yaml.safe_load((CONFIGS / "beauty.yaml").read_text())
-    model = {**config["model"], **config["model"].pop("quantizer")}  # the CLI nests these
-    assert {k: model[k] for k in TUTORIAL_CONFIG} == TUTORIAL_CONFIG
-    assert config["data"]["init_args"]["batch_size"] == 1024
-    assert config["trainer"]["accelerator"] == "auto"
+def test_beauty_config_is_the_tutorial_config(tmp_path: Path, monkeypatch) -> None:
+    """What ``fit --config configs/beauty.yaml`` builds: TUTORIAL_CONFIG's model (the quantizer
+    section nested as the CLI nests it), 1,024 Beauty items a batch, and the device Lightning
+    finds (accelerator auto)."""
+    monkeypatch.chdir(tmp_path)
+    cli = lightning_cli(["--config", str(CONFIGS / "beauty.yaml"), *QUIET], run=False)
+    assert cli.model.config == RqVaeConfig.from_dict(TUTORIAL_CONFIG)
+    assert isinstance(cli.datamodule, ItemDataModule) and cli.datamodule.split == "beauty"
+    assert cli.datamodule.batch_size == 1024
+    found = "CUDAAccelerator" if torch.cuda.is_available() else "CPUAccelerator"
+    assert type(cli.trainer.accelerator).__name__ == found
+
+
+# --- a folder that already holds checkpoints --------------------------------------------------
+def readme_dir(tmp_path: Path, monkeypatch) -> Path:
+    """A working directory with the repository's configs/, so commands read as in the README."""
+    shutil.copytree(REPO_ROOT / "configs", tmp_path / "configs")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+SMALL_DATA = ["--data.init_args.num_items", "512"]
+SMALL_FIT = [
+    "fit",
+    "--config",
+    "configs/synthetic.yaml",
+    *QUIET,
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.accelerator",
+    "cpu",
+    *SMALL_DATA,
+]
+
+
+def checkpoint_weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_fit_into_a_used_checkpoint_folder_needs_resume_or_overwrite(tmp_path, monkeypatch):
+    readme_dir(tmp_path, monkeypatch)
+    first = lightning_cli(SMALL_FIT)
+    last = CKPT_DIR / "last.ckpt"
+    first_weights = checkpoint_weights(last)
+    before = snapshot(tmp_path / "artifacts")
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([*SMALL_FIT, "--seed_everything", "7"])
+    message = exit_info.value.code
+    assert isinstance(message, str), message
+    assert "already holds checkpoints" in message and "last.ckpt" in message
+    assert "--ckpt_path last" in message and "--overwrite true" in message
+    assert snapshot(tmp_path / "artifacts") == before  # the first run's checkpoints untouched
+
+    second = lightning_cli([*SMALL_FIT, "--seed_everything", "7", "--overwrite", "true"])
+    names = sorted(p.name for p in CKPT_DIR.iterdir())
+    assert "last.ckpt" in names and not any("-v1" in n for n in names), names
+    new_weights = checkpoint_weights(last)
+    own = second.model.state_dict()
+    assert new_weights.keys() == own.keys()
+    assert all(torch.equal(new_weights[k], own[k].cpu()) for k in own)
+    assert not all(torch.equal(new_weights[k], first_weights[k]) for k in own)
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(first.model.state_dict().values(), own.values(), strict=True)
+    )
+
+    # the README's predict command now uses the newest run
+    readme = [
+        "--config",
+        "configs/synthetic.yaml",
+        "--checkpoint",
+        str(last),
+        "--output",
+        "ids.csv",
+    ]
+    assert predict_main(readme) == 0
+    written = pd.read_csv("ids.csv")
+    items = SyntheticDataModule(num_items=4096, dim=64, batch_size=256).predict_dataloader()
+    expected = batch_inference(second.model, items, device="cpu")
+    assert written["item_id"].tolist() == list(range(4096))
+    assert torch.equal(torch.tensor(written[["sid_0", "sid_1", "sid_2"]].to_numpy()), expected)
+
+
+def test_continuing_another_folders_checkpoint_does_not_leave_a_stale_last_ckpt(
+    tmp_path, monkeypatch
+):
+    readme_dir(tmp_path, monkeypatch)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(tmp_path / "configs", elsewhere / "configs")
+    monkeypatch.chdir(elsewhere)
+    lightning_cli([*SMALL_FIT, "--seed_everything", "3"])  # some other run's checkpoint
+    monkeypatch.chdir(tmp_path)
+    lightning_cli(SMALL_FIT)  # an earlier run in this folder
+
+    start = str(elsewhere / CKPT_DIR / "last.ckpt")
+    try:
+        cli = lightning_cli([*SMALL_FIT, "--trainer.max_epochs", "2", "--ckpt_path", start])
+    except CheckpointError as err:  # refusing, like a fresh fit, is a fix too
+        assert "--overwrite" in str(err)
+        return
+    names = sorted(p.name for p in CKPT_DIR.iterdir())
+    assert "last-v1.ckpt" not in names, names
+    saved, own = checkpoint_weights(CKPT_DIR / "last.ckpt"), cli.model.state_dict()
+    assert all(torch.equal(saved[k], own[k].cpu()) for k in own)
+
+
+# --- resuming an interrupted run --------------------------------------------------------------
+class Interrupted(Exception):
+    """Stands for a killed process."""
+
+
+class CrashAtEpoch(pl.Callback):
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise Interrupted(f"stopped at the start of epoch {self.epoch}")
+
+
+@pytest.mark.slow
+def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path: Path, monkeypatch) -> None:
+    args = [
+        "--trainer.max_epochs",
+        "4",
+        "--model.quantizer.seed",
+        "7",
+    ]  # model and data seeds differ
+    whole = cli_fit(tmp_path / "whole", monkeypatch, *args)
+
+    crashed = cli_fit(tmp_path / "resumed", monkeypatch, *args, run=False)
+    crashed.trainer.callbacks.append(CrashAtEpoch(2))
+    with pytest.raises(Interrupted):
+        crashed.trainer.fit(crashed.model, crashed.datamodule)
+    assert torch.load(CKPT_DIR / "last.ckpt", weights_only=True)["epoch"] == 1
+
+    resumed = cli_fit(tmp_path / "resumed", monkeypatch, *args, "--ckpt_path", "last")
+    assert resumed.trainer.current_epoch == whole.trainer.current_epoch == 4
+    assert resumed.trainer.global_step == whole.trainer.global_step
+
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:  # codebooks, their buffers (initialized, steps_since_used, ...) and weights
+        assert torch.equal(a[key], b[key]), key
+    metrics_a, metrics_b = whole.trainer.callback_metrics, resumed.trainer.callback_metrics
+    assert {"train_loss", "val_loss", "val_recon_loss"} <= metrics_a.keys()
+    assert metrics_a.keys() == metrics_b.keys()
+    for name in metrics_a:
+        assert torch.equal(metrics_a[name], metrics_b[name]), name
+
+
+# --- bad checkpoints: a clear error naming the file, and nothing written ----------------------
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 1-epoch run of the synthetic config: its folder (with artifacts/...)."""
+    return finished_synthetic_run(tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture
+def run_copy(trained_run: Path, tmp_path: Path, monkeypatch) -> Path:
+    """A private copy of the trained run, as the working directory."""
+    return working_copy(trained_run, tmp_path / "run", monkeypatch)
+
+
+def fit_error(*args: str) -> str:
+    """Run ``fit`` through ``main`` and return the error message it exits with."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", SYNTHETIC, *QUIET, *args])
+    assert isinstance(exit_info.value.code, str), exit_info.value.code
+    return exit_info.value.code
+
+
+def test_resume_from_another_config_is_an_error(run_copy: Path) -> None:
+    before = snapshot(run_copy)
+    ckpt = (CKPT_DIR / "last.ckpt").resolve()
+    message = fit_error("--model.num_levels", "4", "--ckpt_path", str(ckpt))
+    assert str(ckpt) in message and "num_levels=3 there, 4 here" in message
+    message = fit_error("--model.hidden_dim", "[32]", "--ckpt_path", "last")
+    assert "last.ckpt" in message and "hidden_dim=[128, 64] there, [32] here" in message
+    assert snapshot(run_copy) == before
+
+
+@pytest.mark.parametrize("which", ["explicit", "last"])
+def test_resume_from_a_truncated_checkpoint_is_an_error(run_copy: Path, which: str) -> None:
+    ckpt = truncate((CKPT_DIR / "last.ckpt").resolve())
+    before = snapshot(run_copy)
+    message = fit_error("--ckpt_path", str(ckpt) if which == "explicit" else "last")
+    assert str(ckpt) in message and "truncated" in message
+    assert snapshot(run_copy) == before
+
+
+def test_resume_from_a_missing_checkpoint_is_an_error(run_copy: Path) -> None:
+    before = snapshot(run_copy)
+    message = fit_error("--ckpt_path", "artifacts/nope.ckpt")
+    assert "artifacts/nope.ckpt does not exist" in message
+    assert snapshot(run_copy) == before
+
+
+# --- predict ----------------------------------------------------------------------------------
+def test_predict_takes_the_model_config_from_the_checkpoint(tmp_path, monkeypatch):
+    readme_dir(tmp_path, monkeypatch)
+    cli = lightning_cli([*SMALL_FIT, "--model.num_levels", "2"])  # a command-line override
+    written_config = Path(cli.trainer.log_dir) / "config.yaml"
+    assert written_config.is_file()
+    ckpt = str(CKPT_DIR / "last.ckpt")
+    items = SyntheticDataModule(num_items=512, dim=64, batch_size=256).predict_dataloader()
+    expected = batch_inference(cli.model, items, device="cpu")
+    assert expected.shape == (512, 2)
+
+    # fit's own config.yaml (every section, its data section and the override included), then
+    # the README's config, whose model section says num_levels: 3: both use the checkpoint's 2
+    for config, extra in ((str(written_config), []), ("configs/synthetic.yaml", SMALL_DATA)):
+        args = ["--config", config, *extra, "--checkpoint", ckpt, "--output", "ids.csv"]
+        assert predict_main(args) == 0, config
+        written = pd.read_csv("ids.csv")
+        assert list(written.columns) == ["item_id", "sid_0", "sid_1"], config
+        assert torch.equal(torch.tensor(written[["sid_0", "sid_1"]].to_numpy()), expected)
+
+
+def test_predict_with_bad_checkpoints_names_them_and_keeps_the_old_output(
+    run_copy: Path, capsys
+) -> None:
+    output = run_copy / "ids.csv"
+    output.write_text("an older result\n")
+    narrow = RqVae(32, [128, 64], 16, 64, num_levels=2).save_pretrained(run_copy / "narrow")
+    truncated = truncate(CKPT_DIR / "last.ckpt")
+    cases = {
+        "missing.ckpt": "does not exist",
+        str(truncated): "truncated",
+        str(narrow): "expects features of shape (batch, 32)",  # 64-d items, 32-d model
+    }
+    for checkpoint, problem in cases.items():
+        args = ["--config", SYNTHETIC, "--checkpoint", checkpoint, "--output", str(output)]
+        assert predict_main(args) == 1
+        err = capsys.readouterr().err
+        assert checkpoint in err and problem in err and "Traceback" not in err
+        assert output.read_text() == "an older result\n"
+    assert sorted(p.name for p in run_copy.iterdir() if p.name.startswith(".ids")) == []
 
 
 # --- help and errors --------------------------------------------------------------------------

@@ -1,5 +1,7 @@
-"""DDP on two CPU processes (gloo): every rank holds the same codebooks at every step, and the
-two ranks together compute what one process computes on the same global batches.
+"""DDP training: two CPU processes (gloo) hold the same codebooks and match one process.
+
+Every rank holds the same codebooks at every step, and the two ranks together compute what one
+process computes on the same global batches.
 
 Lightning's ``ddp`` strategy starts the other rank by re-running the script, so the run is a
 small script in a subprocess; the single-process baseline runs here with the same global batch.

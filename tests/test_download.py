@@ -1,5 +1,4 @@
-"""download() against a local HTTP server on 127.0.0.1 that serves the tiny P5 fixture (split
-"tiny", published under a fake repository) or, for the Toys split, the shared files."""
+"""rqvae_lib.data.amazon.download, against a local HTTP server publishing the tiny fixture or Toys."""
 
 from __future__ import annotations
 

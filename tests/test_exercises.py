@@ -1,9 +1,8 @@
-"""The checked exercises: every registered exercise passes its reference solution, fails each
-listed wrong answer with its hint, and reports its placeholder as not done without raising.
+"""rqvae_lib.course.exercises: every exercise against the answer key; the notebooks' solution cells.
 
-Generic over ``rqvae_lib.course.exercises.EXERCISES``: an exercise added later is covered as soon as it
-is registered with a solution and a wrong answer in the answer key (``exercise_answers.py``). The last
-tests hold the notebooks to the cell conventions of ``site/CONVENTIONS.md``.
+Generic over ``EXERCISES``: an exercise added later is covered as soon as it is registered with a
+solution and a wrong answer in the answer key (``exercise_answers.py``). The last test holds the
+notebooks to the cell conventions of ``site/CONVENTIONS.md``.
 """
 
 from __future__ import annotations
@@ -11,13 +10,11 @@ from __future__ import annotations
 import json
 import re
 
-import nbformat
 import pytest
+from exercise_answers import SOLUTIONS, WRONG_ANSWERS
 
 from rqvae_lib.config import REPO_ROOT
 from rqvae_lib.course.exercises import CORRECT, EXERCISES, NOT_DONE, WRONG, check, feedback
-from exercise_answers import SOLUTIONS, WRONG_ANSWERS
-from rqvae_lib.course.tutorial import strip_notebook
 
 IDS = sorted(EXERCISES)
 WRONG_CASES = [
@@ -74,15 +71,6 @@ def test_an_error_in_the_answer_is_a_hint_not_an_exception(ex_id):
 def test_unknown_exercise_is_an_error():
     with pytest.raises(KeyError, match="registered: "):
         check("99-no-such-exercise", 1)
-
-
-def test_stripping_keeps_the_solution_markers():
-    """``make tutorial`` strips the notebooks; the tag and the collapsed source must survive."""
-    nb = nbformat.v4.new_notebook()
-    meta = {"tags": ["solution"], "jupyter": {"source_hidden": True}, "scrolled": True}
-    nb.cells.append(nbformat.v4.new_code_cell("answer = 1.0", metadata=meta))
-    stripped = strip_notebook(nb).cells[0].metadata
-    assert stripped == {"tags": ["solution"], "jupyter": {"source_hidden": True}}
 
 
 def _cells(path):

@@ -1,31 +1,51 @@
-"""The model half of rqvae_lib: shapes, losses, training, save/load, metrics and bad input."""
+"""rqvae_lib.model: RqVae (shapes, options, training, bad input) and its save, load and checkpoints."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import shutil
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
-from helpers import quiet_trainer
+from helpers import (
+    CKPT_DIR,
+    NAN,
+    QUANTIZER_CASES,
+    TINY_DIM,
+    Features,
+    feature_loader,
+    finished_synthetic_run,
+    fit_small_rqvae,
+    quiet_trainer,
+    small_catalogue,
+    snapshot,
+    tiny,
+    tiny_features,
+    truncate,
+    working_copy,
+)
 from torch.utils.data import DataLoader
 
+import rqvae_lib
+import rqvae_lib.io
+import rqvae_lib.pretrained
 from rqvae_lib import (
-    Decoder,
-    Encoder,
     ResidualQuantizer,
     RqVae,
     VectorQuantizer,
     batch_inference,
     codebook_maintenance,
     codebook_stats,
-    evaluate_quantization,
-    evaluate_reconstruction,
     seed_everything,
 )
+from rqvae_lib.checkpoints import CheckpointError
+from rqvae_lib.data import SyntheticDataModule
 from rqvae_lib.data.synthetic import make_synthetic_catalogue
-from rqvae_lib.semantic_ids import deduplicate
+from rqvae_lib.model import load_model
 
 REFERENCE_METRICS = {
     "train_loss",
@@ -36,18 +56,7 @@ REFERENCE_METRICS = {
     "val_recon_loss",
 }
 
-
-class Features(torch.utils.data.Dataset):
-    """Any tensor as a dataset of ``{'features': row}``, the shape the reference examples use."""
-
-    def __init__(self, x: torch.Tensor) -> None:
-        self.x = x
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> dict:
-        return {"features": self.x[i]}
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def trainer(tmp_path=None, epochs: int = 2, **kw) -> pl.Trainer:
@@ -56,153 +65,17 @@ def trainer(tmp_path=None, epochs: int = 2, **kw) -> pl.Trainer:
 
 @pytest.fixture(scope="module")
 def catalogue():
-    return make_synthetic_catalogue(num_items=1024, dim=32, branching=(8, 8, 4), seed=1)
+    return small_catalogue()
 
 
 @pytest.fixture(scope="module")
 def trained(catalogue):
-    seed_everything(0)
-    model = RqVae(32, [64, 32], 16, 32, num_levels=3)
-    trainer(epochs=3).fit(
-        model, DataLoader(Features(catalogue.features), batch_size=128, shuffle=True)
-    )
-    return model.eval()
+    return fit_small_rqvae(catalogue)
 
 
-# --- components --------------------------------------------------------------------------
-def test_encoder_decoder_accept_one_width_or_tigers_list():
-    x = torch.randn(5, 384)
-    assert Encoder(384, 512, 32)(x).shape == (5, 32)
-    enc, dec = Encoder(384, [512, 256, 128], 32), Decoder(32, [512, 256, 128], 384)
-    widths = [m.out_features for m in enc.net if isinstance(m, torch.nn.Linear)]
-    assert widths == [512, 256, 128, 32]
-    assert [m.out_features for m in dec.net if isinstance(m, torch.nn.Linear)] == [
-        128,
-        256,
-        512,
-        384,
-    ]
-    assert dec(enc(x)).shape == (5, 384)
-
-
-def test_vector_quantizer_outputs_losses_and_straight_through_gradient():
-    vq = VectorQuantizer(16, 4, commitment_cost=0.25, kmeans_init=False, dead_code_steps=0)
-    z = torch.randn(10, 4, requires_grad=True)
-    quantized, commitment, embedding, idx = vq(z)
-    assert idx.shape == (10,) and idx.dtype == torch.int64
-    codes = vq.embedding.weight[idx]
-    torch.testing.assert_close(quantized, codes)  # forward value is the chosen code
-    torch.testing.assert_close(embedding, F.mse_loss(codes, z.detach()))
-    torch.testing.assert_close(commitment, 0.25 * F.mse_loss(z.detach(), codes))
-    # nearest code really is the nearest
-    assert torch.equal(idx, torch.cdist(z.detach(), vq.embedding.weight).argmin(1))
-    # straight-through: d quantized / d z is the identity
-    (quantized * torch.arange(4.0)).sum().backward()
-    torch.testing.assert_close(z.grad, torch.arange(4.0).expand(10, 4))
-    # the codebook loss trains the codebook only; the commitment loss trains the encoder only
-    z.grad = None
-    embedding.backward()
-    assert z.grad is None and vq.embedding.weight.grad.abs().sum() > 0
-    vq.embedding.weight.grad = None
-    _, commitment, _, _ = vq(z)
-    commitment.backward()
-    assert vq.embedding.weight.grad is None and z.grad.abs().sum() > 0
-
-
-def test_residual_quantizer_quantizes_what_earlier_levels_left():
-    rq = ResidualQuantizer(3, 8, 4, kmeans_init=False, dead_code_steps=0)
-    assert rq.num_levels == 3 and rq.num_embeddings == 8 and len(rq.levels) == 3
-    z = torch.randn(20, 4)
-    quantized, commitment, embedding, ids = rq(z)
-    assert ids.shape == (20, 3) and ids.dtype == torch.int64
-    residual = z.clone()
-    for level, vq in enumerate(rq.levels):
-        assert torch.equal(ids[:, level], vq.nearest(residual))
-        residual = residual - vq.embedding.weight[ids[:, level]]
-    torch.testing.assert_close(quantized, rq.decode_ids(ids))
-    # the losses are the sum over levels of each level's loss on its own residual
-    residual, commit_sum, embed_sum = z.clone(), 0.0, 0.0
-    for level, vq in enumerate(rq.levels):
-        codes = vq.embedding.weight[ids[:, level]]
-        commit_sum += 0.25 * F.mse_loss(residual, codes)
-        embed_sum += F.mse_loss(codes, residual)
-        residual = residual - codes
-    torch.testing.assert_close(commitment, commit_sum)
-    torch.testing.assert_close(embedding, embed_sum)
-
-
-def test_kmeans_init_uses_first_training_batch_and_inference_never_updates():
-    vq = VectorQuantizer(8, 2, seed=3)
-    assert not bool(vq.initialized)
-    x = torch.cat(
-        [
-            torch.randn(50, 2) * 0.01 + torch.tensor(c)
-            for c in [(5, 5), (-5, 5), (5, -5), (-5, -5)] * 2
-        ]
-    )
-    with codebook_maintenance(vq), torch.no_grad():
-        vq.train()(x)  # no gradients: no update, as in generate_semantic_ids
-    assert not bool(vq.initialized)
-    vq.train()(x)  # a bare forward with gradients, as after trainer.fit: no update either
-    assert not bool(vq.initialized)
-    with codebook_maintenance(vq):  # what training_step does
-        vq(x)
-    assert bool(vq.initialized)
-    centres = {tuple(round(v) for v in row) for row in vq.embedding.weight.tolist()}
-    assert {(5, 5), (-5, 5), (5, -5), (-5, -5)} <= centres
-
-
-def test_dead_codes_are_restarted_from_current_inputs():
-    vq = VectorQuantizer(4, 2, kmeans_init=False, dead_code_steps=2, seed=0)
-    with torch.no_grad():
-        vq.embedding.weight.copy_(torch.tensor([[0.0, 0.0], [100, 100], [200, 200], [300, 300]]))
-    x = torch.randn(64, 2)
-    with codebook_maintenance(vq):
-        for _ in range(2):
-            vq(x)
-    weight = vq.embedding.weight.detach()
-    assert int(vq.num_restarts) == 1
-    # the three far-away codes now sit on input points
-    for row in weight[1:]:
-        assert (x - row).norm(dim=1).min() < 1e-6
-    assert len(torch.unique(vq(x).encoding_indices)) > 1
-
-
-def test_balance_rate_evens_out_code_usage_and_the_bias_is_saved():
-    """Bias-based balancing: over-used codes get a larger distance bias until usage evens out."""
-    torch.manual_seed(0)
-    x = torch.cat([torch.randn(900, 2) * 0.3 - 0.5, torch.randn(100, 2) * 0.3 + 0.5])
-    codes = torch.tensor([[-0.5, -0.5], [-0.3, -0.7], [0.5, 0.5], [0.7, 0.3]])
-
-    def perplexity(vq):
-        with torch.no_grad():
-            counts = torch.bincount(vq(x).encoding_indices, minlength=4).float()
-        p = counts / counts.sum()
-        return float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))
-
-    vq = VectorQuantizer(4, 2, kmeans_init=False, dead_code_steps=0, balance_rate=0.05)
-    with torch.no_grad():
-        vq.embedding.weight.copy_(codes)
-    before = perplexity(vq)
-    with codebook_maintenance(vq):
-        for _ in range(200):
-            vq(x)
-    after = perplexity(vq)
-    assert before < 2.8 and after > 3.9, (before, after)  # 4 is perfectly even
-    assert abs(float(vq.code_bias.mean())) < 1e-6 and float(vq.code_bias[2:].max()) < 0
-    # the bias is a buffer: inference never moves it, and a reloaded quantizer assigns the same
-    bias = vq.code_bias.clone()
-    with torch.no_grad():
-        ids = vq.eval()(x).encoding_indices
-    assert torch.equal(vq.code_bias, bias)
-    copy = VectorQuantizer(4, 2, balance_rate=0.05)
-    copy.load_state_dict(vq.state_dict())
-    assert torch.equal(copy.eval()(x).encoding_indices, ids)
-    # off by default: the bias stays zero
-    plain = VectorQuantizer(4, 2, kmeans_init=False, dead_code_steps=0)
-    with codebook_maintenance(plain):
-        plain(x)
-    assert not plain.code_bias.any()
+@pytest.fixture(scope="module")
+def features() -> torch.Tensor:
+    return tiny_features()
 
 
 # --- the model ---------------------------------------------------------------------------
@@ -264,6 +137,54 @@ def test_basic_training_example_runs_without_a_validation_loader(catalogue):
     assert not torch.equal(before, model.generate_semantic_ids(catalogue.features))
 
 
+def test_epoch_losses_are_the_batch_weighted_means_of_the_steps():
+    """Logged once per epoch from sums kept on the device: the same means as per-step logging."""
+
+    class Steps(pl.Callback):
+        def __init__(self) -> None:
+            self.losses: list[tuple[float, int]] = []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            self.losses.append((float(outputs["loss"]), batch["features"].shape[0]))
+
+    seed_everything(0)
+    data = SyntheticDataModule(num_items=700, dim=32, batch_size=128, seed=0)  # a short last batch
+    steps = Steps()
+    trainer = quiet_trainer(
+        1,
+        callbacks=[steps],
+    )
+    trainer.fit(RqVae(32, [64, 32], 8, 16, num_levels=2), data)
+    total = sum(n for _, n in steps.losses)
+    expected = sum(loss * n for loss, n in steps.losses) / total
+    assert len(steps.losses) == 5 and steps.losses[-1][1] < 128
+    assert float(trainer.callback_metrics["train_loss"]) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host synchronisation is a GPU matter")
+def test_a_training_step_on_the_gpu_never_waits_for_the_device():
+    """After the first step (k-means init reads the batch), no step copies anything to the host."""
+    model = RqVae(64, [128, 64], 16, 32, num_levels=3, balance_rate=1e-3).cuda().train()
+    x = torch.nn.functional.normalize(torch.randn(512, 64, device="cuda"), dim=1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        with codebook_maintenance(model):
+            loss = model._losses({"features": x})[0]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(20):  # dead-code restarts and the balancing bias included
+            step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 def test_same_seed_same_semantic_ids(catalogue):
     ids = []
     for _ in range(2):
@@ -306,107 +227,6 @@ def test_forward_after_fit_leaves_the_trained_codebooks_alone(tmp_path, catalogu
     )
 
 
-# --- save and load -----------------------------------------------------------------------
-def test_save_pretrained_round_trip_gives_identical_ids(tmp_path, trained, catalogue):
-    trained.save_pretrained(tmp_path / "m")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
-        "config.json",
-        "model.safetensors",
-    ]
-    loaded = RqVae.from_pretrained(tmp_path / "m")
-    assert loaded.hparams == trained.hparams
-    assert torch.equal(
-        loaded.generate_semantic_ids(catalogue.features),
-        trained.generate_semantic_ids(catalogue.features),
-    )
-
-
-def test_lightning_checkpoint_round_trip_gives_identical_ids(tmp_path, catalogue):
-    seed_everything(0)
-    model = RqVae(32, [64, 32], 16, 32, num_levels=3)
-    t = trainer(tmp_path, epochs=2, enable_checkpointing=True)
-    t.fit(model, DataLoader(Features(catalogue.features), batch_size=128, shuffle=True))
-    path = t.checkpoint_callback.best_model_path
-    loaded = RqVae.load_from_checkpoint(path)
-    assert torch.equal(
-        loaded.generate_semantic_ids(catalogue.features),
-        model.eval().generate_semantic_ids(catalogue.features),
-    )
-    with pytest.raises(
-        ValueError, match=r"does not match.*saved shape \(32, 16\), model expects \(64, 16\)"
-    ):
-        RqVae.load_from_checkpoint(path, num_embeddings=64)
-
-
-def test_from_pretrained_rejects_a_config_that_does_not_match(tmp_path, trained):
-    trained.save_pretrained(tmp_path)
-    config = json.loads((tmp_path / "config.json").read_text())
-    (tmp_path / "config.json").write_text(json.dumps({**config, "latent_dim": 8}))
-    with pytest.raises(ValueError, match=r"model\.safetensors does not match.*latent_dim.*: 8"):
-        RqVae.from_pretrained(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps({**config, "layers": 3}))
-    with pytest.raises(ValueError, match=r"unknown keys \['layers'\]"):
-        RqVae.from_pretrained(tmp_path)
-    with pytest.raises(FileNotFoundError, match="save_pretrained"):
-        RqVae.from_pretrained(tmp_path / "nowhere")
-
-
-# --- evaluation --------------------------------------------------------------------------
-def test_codebook_stats_by_hand():
-    ids = torch.tensor([[0, 0], [0, 0], [0, 1], [1, 2]])
-    s = codebook_stats(ids, num_embeddings=4)
-    assert s["unique_codes_per_level"] == [2, 3] and s["unique_codes"] == 5
-    assert s["usage_rate_per_level"] == [0.5, 0.75] and s["usage_rate"] == 5 / 8
-    assert s["perplexity_per_level"][0] == pytest.approx(2 ** (0.75 * 0.415 + 0.25 * 2), rel=1e-2)
-    assert s["perplexity_per_level"][1] == pytest.approx(2**1.5, rel=1e-4)
-    assert s["perplexity"] == pytest.approx(sum(s["perplexity_per_level"]) / 2)
-    assert (s["unique_ids"], s["collision_rate"], s["max_items_per_id"]) == (3, 0.5, 2)
-
-
-def test_evaluation_functions(trained, catalogue):
-    loader = DataLoader(Features(catalogue.features), batch_size=100)
-    ids = batch_inference(trained, loader)  # device=None: CPU here
-    assert ids.shape == (1024, 3) and ids.device.type == "cpu"
-    assert torch.equal(ids, trained.generate_semantic_ids(catalogue.features))
-    rec = evaluate_reconstruction(trained, loader, device="cpu")
-    x_hat = trained(catalogue.features)[0]
-    assert rec["mse"] == pytest.approx(
-        float(((x_hat - catalogue.features) ** 2).sum(1).mean()), rel=1e-4
-    )
-    assert rec["rmse"] == pytest.approx(rec["mse"] ** 0.5) and 0 < rec["relative_error"] < 1
-    q = evaluate_quantization(trained, loader)
-    assert q == codebook_stats(ids, 32)
-    assert {"usage_rate", "unique_codes", "perplexity"} <= set(q)
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
-def test_asking_for_cuda_without_it_is_a_clear_error(trained, catalogue):
-    with pytest.raises(RuntimeError, match="CUDA is not available.*device=None"):
-        batch_inference(
-            trained, DataLoader(Features(catalogue.features), batch_size=100), device="cuda"
-        )
-
-
-# --- bad input ---------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("features", "error", "message"),
-    [
-        (torch.randn(32), ValueError, r"shape \(batch, 32\), got \(32,\)"),
-        (torch.randn(4, 31), ValueError, r"shape \(batch, 32\), got \(4, 31\)"),
-        (torch.ones(4, 32, dtype=torch.long), TypeError, r"floating-point.*torch.int64"),
-        (torch.tensor([[float("nan")] * 32, [0.0] * 32]), ValueError, r"NaN or inf in 1 of 2 rows"),
-        (torch.full((3, 32), float("inf")), ValueError, r"NaN or inf in 3 of 3 rows"),
-        (torch.empty(0, 32), ValueError, "empty batch"),
-        ([[0.0] * 32], TypeError, "torch.Tensor"),
-    ],
-)
-def test_bad_features_say_what_was_expected(trained, features, error, message):
-    for call in (trained, trained.encode, trained.generate_semantic_ids):
-        with pytest.raises(error, match=message):
-            call(features)
-
-
-# --- it must not collapse ----------------------------------------------------------------
 def test_default_model_does_not_collapse_and_plain_ste_does():
     """Anisotropic catalogue (like sentence embeddings): k-means init + dead-code restart keep every
     level busy and IDs unique; the same model without them collapses to a handful of codes."""
@@ -433,48 +253,6 @@ def test_default_model_does_not_collapse_and_plain_ste_does():
     assert stats["plain+dedup"]["unique_id_rate"] < 0.1
 
 
-def test_deduplicate_breaks_ties_at_the_last_level_only():
-    torch.manual_seed(0)
-    rq = ResidualQuantizer(2, 8, 4, kmeans_init=False, dead_code_steps=0)
-    z = torch.randn(6, 4) * 1e-4 + 0.5  # six near-identical items: one shared ID
-    ids = rq(z).encoding_indices
-    assert len(torch.unique(ids, dim=0)) == 1
-    unique = deduplicate(rq, z, ids)
-    assert torch.equal(unique[:, 0], ids[:, 0]) and len(torch.unique(unique, dim=0)) == 6
-    # items placed exactly on distinct codes: nothing collides, so nothing moves
-    with torch.no_grad():
-        for vq in rq.levels:
-            vq.embedding.weight.copy_(
-                torch.eye(8, 4) * 3 if vq is rq.levels[0] else torch.randn(8, 4)
-            )
-    exact = rq.decode_ids(torch.tensor([[i, i] for i in range(4)]))
-    ids = rq(exact).encoding_indices
-    assert len(torch.unique(ids, dim=0)) == 4
-    assert torch.equal(deduplicate(rq, exact, ids), ids)
-
-
-def test_deduplicate_warns_and_counts_when_a_prefix_holds_more_items_than_codes():
-    torch.manual_seed(0)
-    rq = ResidualQuantizer(2, 4, 4, kmeans_init=False, dead_code_steps=0)
-    z = torch.randn(6, 4) * 1e-4 + 0.5  # six items, one prefix, only four last-level codes
-    ids = rq(z).encoding_indices
-    with pytest.warns(UserWarning, match=r"deduplicate: 3 items still share a full ID"):
-        unique = deduplicate(rq, z, ids)
-    assert len(torch.unique(unique, dim=0)) == 4
-
-
-def test_deduplicate_uses_the_code_bias_as_lookup_does():
-    rq = ResidualQuantizer(1, 4, 2, kmeans_init=False, dead_code_steps=0)
-    with torch.no_grad():
-        rq.levels[0].embedding.weight.copy_(torch.tensor([[0.0, 0], [1, 0], [0, 1], [5, 5]]))
-        rq.levels[0].code_bias.copy_(torch.tensor([0.0, 10.0, 0.0, 0.0]))
-    z = torch.tensor([[0.9, 0.0], [0.9, 0.0]])  # nearest code 1, but its bias sends them to 0
-    ids = rq(z).encoding_indices
-    assert ids[:, 0].tolist() == [0, 0]
-    # a balanced assignment under the biased cost: code 0 and the next cheapest, code 2
-    assert sorted(deduplicate(rq, z, ids)[:, 0].tolist()) == [0, 2]
-
-
 def test_cosine_schedule_decays_to_zero_over_the_fit(catalogue):
     model = RqVae(32, 64, 16, 16, num_levels=2, lr_schedule="cosine", learning_rate=3e-3)
     t = trainer(epochs=2)
@@ -487,18 +265,6 @@ def test_cosine_schedule_decays_to_zero_over_the_fit(catalogue):
         ValueError, match="lr_schedule must be one of 'plateau', 'cosine', got 'linear'"
     ):
         RqVae(lr_schedule="linear")
-
-
-def test_cosine_codebooks_compare_directions_only():
-    vq = VectorQuantizer(8, 4, kmeans_init=False, dead_code_steps=0, use_cosine=True)
-    z = torch.randn(16, 4)
-    quantized, _, _, idx = vq(z * 5.0)  # scale does not matter, only direction
-    assert torch.equal(idx, vq(z).encoding_indices)
-    torch.testing.assert_close(quantized.norm(dim=1), torch.ones(16))
-    similarity = F.normalize(z, dim=1) @ F.normalize(vq.embedding.weight, dim=1).t()
-    assert torch.equal(idx, similarity.argmax(1))
-    model = RqVae(32, 64, 16, 16, num_levels=2, use_cosine=True)
-    assert model.generate_semantic_ids(torch.randn(5, 32)).shape == (5, 2)
 
 
 def test_reference_usage_examples_as_written(tmp_path, monkeypatch):
@@ -525,3 +291,289 @@ def test_reference_usage_examples_as_written(tmp_path, monkeypatch):
     for vq, saved in zip(trained.quantizer.levels, model.quantizer.levels, strict=True):
         assert torch.equal(vq.embedding.weight, saved.embedding.weight)  # trained codebooks
         assert bool(saved.initialized)
+
+
+# --- options ---------------------------------------------------------------------------------
+MODEL_CASES = [
+    ({"hidden_dim": "64"}, TypeError, "hidden_dim"),
+    ({"hidden_dim": 64.0}, TypeError, "hidden_dim"),
+    ({"hidden_dim": [64, "32"]}, TypeError, "hidden_dim"),
+    ({"latent_dim": "8"}, TypeError, "latent_dim"),
+    ({"num_embeddings": 0}, ValueError, "num_embeddings"),
+    ({"recon_weight": -1.0}, ValueError, "recon_weight"),
+    ({"recon_weight": NAN}, ValueError, "recon_weight"),
+    ({"learning_rate": math.inf}, ValueError, "learning_rate"),
+    ({"quantizer": {"balance_rate": -1.0}}, ValueError, "balance_rate"),
+    ({"quantizer": {"kmeans_init": "false"}}, TypeError, "kmeans_init"),
+]
+
+
+@pytest.mark.parametrize(("options", "error", "name"), MODEL_CASES + QUANTIZER_CASES)
+def test_rqvae_refuses_bad_options_naming_them(options, error, name):
+    with pytest.raises(error, match=name):
+        RqVae(TINY_DIM, **{"hidden_dim": 16, "latent_dim": 4, "num_embeddings": 8, **options})
+
+
+# --- bad input, non-finite values and 16-bit training ------------------------------------
+@pytest.mark.parametrize(
+    ("features", "error", "message"),
+    [
+        (torch.randn(32), ValueError, r"shape \(batch, 32\), got \(32,\)"),
+        (torch.randn(4, 31), ValueError, r"shape \(batch, 32\), got \(4, 31\)"),
+        (torch.ones(4, 32, dtype=torch.long), TypeError, r"floating-point.*torch.int64"),
+        (torch.tensor([[float("nan")] * 32, [0.0] * 32]), ValueError, r"NaN or inf in 1 of 2 rows"),
+        (torch.full((3, 32), float("inf")), ValueError, r"NaN or inf in 3 of 3 rows"),
+        (torch.empty(0, 32), ValueError, "empty batch"),
+        ([[0.0] * 32], TypeError, "torch.Tensor"),
+    ],
+)
+def test_bad_features_say_what_was_expected(trained, features, error, message):
+    for call in (trained, trained.encode, trained.generate_semantic_ids):
+        with pytest.raises(error, match=message):
+            call(features)
+
+
+def test_non_finite_weights_and_inputs_raise_instead_of_giving_code_zero(tmp_path, features):
+    model = tiny(0).eval()
+    with torch.no_grad():
+        model.encoder.net[0].weight[0, 0] = float("nan")  # one bad weight: every latent is NaN
+    with pytest.raises(ValueError, match="NaN or inf"):
+        model.generate_semantic_ids(features)
+    with pytest.raises(FloatingPointError, match=r"encoder\..*weight"):
+        model.save_pretrained(tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+    vq = VectorQuantizer(8, 4, kmeans_init=False).eval()
+    x = torch.randn(5, 4)
+    x[2, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        vq(x)
+    x[2, 1] = float("inf")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        ResidualQuantizer(2, 8, 4, kmeans_init=False)(x)
+
+
+@pytest.mark.parametrize("precision", ["16-true", "bf16-true"])
+def test_training_with_16_bit_weights_is_refused(features, precision):
+    model = tiny(0)
+    with pytest.raises(ValueError, match=rf"precision='{precision}'.*32-true"):
+        quiet_trainer(1, precision=precision).fit(model, feature_loader(features))
+
+
+def test_bf16_mixed_precision_trains_on_cpu(features):
+    model = tiny(0)
+    try:
+        trainer = quiet_trainer(1, precision="bf16-mixed")
+    except (ValueError, RuntimeError) as err:  # pragma: no cover - depends on the Lightning build
+        pytest.skip(f"this Lightning cannot run bf16-mixed on the CPU: {err}")
+    trainer.fit(model, feature_loader(features))
+    assert trainer.global_step == 4
+    model.check_finite()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert model.dtype == torch.float32
+    ids = model.eval().generate_semantic_ids(features)
+    assert ids.shape == (256, 2) and len(torch.unique(ids[:, 0])) > 1
+
+
+def test_float64_features_are_a_type_error_except_for_generate_semantic_ids(features):
+    model = tiny(0)
+    x64 = features.double()
+    with pytest.raises(TypeError, match=r"torch\.float32 .*got torch\.float64"):
+        model(x64)
+    with pytest.raises(TypeError, match=r"torch\.float64"):
+        quiet_trainer(1).fit(model, feature_loader(x64))
+    model.eval()
+    assert torch.equal(model.generate_semantic_ids(x64), model.generate_semantic_ids(features))
+    assert torch.equal(
+        batch_inference(model, feature_loader(x64), device="cpu"),
+        model.generate_semantic_ids(features),
+    )
+
+
+# --- save_pretrained / from_pretrained ---------------------------------------------------
+def test_save_pretrained_round_trip_gives_identical_ids(tmp_path, trained, catalogue):
+    trained.save_pretrained(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+    ]
+    loaded = RqVae.from_pretrained(tmp_path / "m")
+    assert loaded.hparams == trained.hparams
+    assert torch.equal(
+        loaded.generate_semantic_ids(catalogue.features),
+        trained.generate_semantic_ids(catalogue.features),
+    )
+
+
+def test_from_pretrained_rejects_a_config_that_does_not_match(tmp_path, trained):
+    trained.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "latent_dim": 8}))
+    with pytest.raises(ValueError, match=r"model\.safetensors does not match.*latent_dim.*: 8"):
+        RqVae.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({**config, "layers": 3}))
+    with pytest.raises(ValueError, match=r"unknown keys \['layers'\]"):
+        RqVae.from_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match="save_pretrained"):
+        RqVae.from_pretrained(tmp_path / "nowhere")
+
+
+def test_save_pretrained_never_mixes_or_loses_models(tmp_path, features, monkeypatch):
+    old, new = tiny(0), tiny(1)
+    old_ids, new_ids = old.generate_semantic_ids(features), new.generate_semantic_ids(features)
+    assert not torch.equal(old_ids, new_ids)  # so the checks below can tell them apart
+    parent = tmp_path / "models"
+    folder = old.save_pretrained(parent / "m")
+    before = snapshot(folder)
+
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        new.save_pretrained(folder)
+    assert snapshot(folder) == before
+
+    real_save_file = rqvae_lib.pretrained.save_file
+
+    def crash_after_weights(state, path, *args, **kwargs):
+        real_save_file(state, path, *args, **kwargs)
+        raise OSError("disk full (simulated, after the weights were written)")
+
+    monkeypatch.setattr(rqvae_lib.pretrained, "save_file", crash_after_weights)
+    with pytest.raises(OSError, match="simulated"):
+        new.save_pretrained(folder, overwrite=True)
+    assert snapshot(folder) == before
+    assert torch.equal(RqVae.from_pretrained(folder).generate_semantic_ids(features), old_ids)
+    assert [p.name for p in parent.iterdir()] == ["m"]  # no temporary folder left behind
+
+    monkeypatch.undo()
+    new.save_pretrained(folder, overwrite=True)
+    assert torch.equal(RqVae.from_pretrained(folder).generate_semantic_ids(features), new_ids)
+    assert [p.name for p in parent.iterdir()] == ["m"]
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_a_failed_swap_keeps_the_old_model_in_place(tmp_path, features, monkeypatch):
+    old, new = tiny(0), tiny(1)
+    old_ids = old.generate_semantic_ids(features)
+    parent = tmp_path / "models"
+    folder = old.save_pretrained(parent / "m")
+    real_replace, calls = rqvae_lib.io.os.replace, []
+
+    def second_rename_fails(src, dst):  # 1st: old folder aside; 2nd: new folder into place
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError("rename failed (simulated)")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(rqvae_lib.io.os, "replace", second_rename_fails)
+    with pytest.raises(OSError, match="simulated"):
+        new.save_pretrained(folder, overwrite=True)
+    monkeypatch.undo()
+    assert [p.name for p in parent.iterdir()] == ["m"]
+    assert torch.equal(RqVae.from_pretrained(folder).generate_semantic_ids(features), old_ids)
+
+
+def test_weights_from_another_save_are_refused(tmp_path):
+    a = tiny(0).save_pretrained(tmp_path / "a")
+    b = tiny(1).save_pretrained(tmp_path / "b")
+    shutil.copy(b / "model.safetensors", a / "model.safetensors")  # same shapes, other values
+    with pytest.raises(ValueError, match=r"sha256.*different saves"):
+        RqVae.from_pretrained(a)
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_model(a)
+
+
+def test_config_json_holds_every_option_and_a_missing_one_is_refused(tmp_path):
+    folder = tiny(0, use_cosine=True, balance_rate=0.01).save_pretrained(tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["class_name"] == "RqVae"
+    assert config["library_version"] == rqvae_lib.__version__
+    assert (
+        config["weights_sha256"]
+        == hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    )
+    assert set(RqVae.option_names()) <= set(config)
+    assert config["use_cosine"] is True and config["balance_rate"] == 0.01
+
+    for key in ("use_cosine", "class_name", "weights_sha256"):
+        (folder / "config.json").write_text(
+            json.dumps({k: v for k, v in config.items() if k != key})
+        )
+        with pytest.raises(ValueError, match=rf"missing \['{key}'\]"):
+            RqVae.from_pretrained(folder)  # not a default use_cosine=False model
+    (folder / "config.json").write_text(json.dumps({**config, "class_name": "OtherModel"}))
+    with pytest.raises(ValueError, match="holds a OtherModel, not a RqVae"):
+        RqVae.from_pretrained(folder)
+
+
+# --- Lightning checkpoints and load_model -----------------------------------------------------
+def test_lightning_checkpoint_round_trip_gives_identical_ids(tmp_path, catalogue):
+    seed_everything(0)
+    model = RqVae(32, [64, 32], 16, 32, num_levels=3)
+    t = trainer(tmp_path, epochs=2, enable_checkpointing=True)
+    t.fit(model, DataLoader(Features(catalogue.features), batch_size=128, shuffle=True))
+    path = t.checkpoint_callback.best_model_path
+    loaded = RqVae.load_from_checkpoint(path)
+    assert torch.equal(
+        loaded.generate_semantic_ids(catalogue.features),
+        model.eval().generate_semantic_ids(catalogue.features),
+    )
+    with pytest.raises(
+        ValueError, match=r"does not match.*saved shape \(32, 16\), model expects \(64, 16\)"
+    ):
+        RqVae.load_from_checkpoint(path, num_embeddings=64)
+
+
+def test_load_from_a_truncated_checkpoint_names_the_file(tmp_path, features):
+    model = tiny(0)
+    trainer = quiet_trainer(1)
+    trainer.fit(model, feature_loader(features))
+    path = tmp_path / "run.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = RqVae.load_from_checkpoint(path, map_location="cpu").eval()
+    assert torch.equal(
+        loaded.generate_semantic_ids(features), model.eval().generate_semantic_ids(features)
+    )
+
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError) as info:
+        RqVae.load_from_checkpoint(path, map_location="cpu")
+    message = str(info.value)  # once a bare "[Errno 22] Invalid argument", naming nothing
+    assert message.startswith(f"checkpoint {path} (") and "it is truncated, corrupt" in message
+    assert isinstance(info.value, ValueError) and not isinstance(info.value, OSError)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 1-epoch run of the synthetic config: its folder (with artifacts/...)."""
+    return finished_synthetic_run(tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture
+def run_copy(trained_run: Path, tmp_path: Path, monkeypatch) -> Path:
+    """A private copy of the trained run, as the working directory."""
+    return working_copy(trained_run, tmp_path / "run", monkeypatch)
+
+
+def test_load_model_reads_both_formats_and_names_bad_files(run_copy: Path) -> None:
+    ckpt = CKPT_DIR / "last.ckpt"
+    model = load_model(ckpt)
+    folder = model.save_pretrained(run_copy / "pretrained")
+    features = torch.randn(64, 64)
+    reference = RqVae.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    expected = reference.generate_semantic_ids(features)
+    assert torch.equal(model.generate_semantic_ids(features), expected)
+    assert torch.equal(load_model(folder).generate_semantic_ids(features), expected)
+
+    with pytest.raises(FileNotFoundError, match="missing.ckpt does not exist"):
+        load_model(run_copy / "missing.ckpt")
+    with pytest.raises(FileNotFoundError, match="config.json not found"):
+        load_model(run_copy)  # a folder without save_pretrained's files
+    with pytest.raises(ValueError, match=r"last\.ckpt .* truncated"):
+        load_model(truncate(ckpt))
+    with pytest.raises(ValueError, match="pretrained"):
+        load_model(truncate(folder / "model.safetensors"))
+
+    other = model.save_pretrained(run_copy / "other")
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "num_levels": 2}))
+    with pytest.raises(ValueError, match=r"other.*does not match the model config"):
+        load_model(other)

@@ -1,113 +1,48 @@
-"""Damaged data is caught where it is read: raw files against their pinned sha256 at load time,
-the embedding cache against its JSON sidecar, and a read-only cache folder before any embedding."""
+"""rqvae_lib.data.embed: the embedding cache (key, sidecar checks, recompute) and load_or_embed."""
 
 from __future__ import annotations
 
-import dataclasses
-import gzip
+import hashlib
 import json
 import os
 
 import numpy as np
 import pytest
 
-from rqvae_lib.data import SPLITS, load_items, load_or_embed, load_user_sequences, verify_checksums
-from rqvae_lib.data import amazon as amazon_module
+from rqvae_lib.data import cache_path, load_or_embed
 from rqvae_lib.data import embed as embed_module
-from rqvae_lib.data.embed import cache_path, sidecar_path
+from rqvae_lib.data.amazon import processed_dir
+from rqvae_lib.data.embed import sidecar_path
 from rqvae_lib.io import sha256_file
 
-# ---------------------------------------------------------------- raw files, checked at load
+# ---------------------------------------------------------------- the real Beauty embeddings
 
 
-def _truncate_plain(path) -> None:
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    path.write_text("".join(lines[: len(lines) // 2]), encoding="utf-8")
+def test_embeddings_cached_and_reloaded(beauty_embeddings, beauty_texts, data_root, monkeypatch):
+    assert beauty_embeddings.shape == (12_101, 384) and beauty_embeddings.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(beauty_embeddings, axis=1), 1.0, atol=1e-4)
+    assert cache_path(beauty_texts, processed_dir(data_root, "beauty")).is_file()
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the cache should have been used")
+
+    monkeypatch.setattr(embed_module, "embed_texts", no_model)
+    again = load_or_embed(beauty_texts, processed_dir(data_root, "beauty"))
+    np.testing.assert_array_equal(again, beauty_embeddings)
 
 
-def _truncate_gz_content(path) -> None:
-    """A valid .gz holding only the first half of the lines: it parses, with users missing."""
-    lines = gzip.decompress(path.read_bytes()).splitlines(keepends=True)
-    path.write_bytes(gzip.compress(b"".join(lines[: len(lines) // 2])))
+# ---------------------------------------------------------------- the cache, with a fake model
 
 
-def _cut_gz_bytes(path) -> None:
-    """A .gz cut off mid-stream, as an interrupted copy leaves it."""
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-
-
-def _edit_one_byte(path) -> None:
-    """Change one character of the content (``.gz`` recompressed) so it still parses."""
-    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    edited = data.replace(b"Tiny Product 12,", b"Tiny Product 99,", 1)  # item.csv
-    edited = edited.replace(b"1 1 2 3 4 5\n", b"1 1 2 3 4 9\n", 1)  # sequential_data.txt
-    assert edited != data and len(edited) == len(data)
-    path.write_bytes(gzip.compress(edited) if path.suffix == ".gz" else edited)
-
-
-LOADERS = {"items": load_items, "sequences": load_user_sequences}
-DAMAGES = [
-    ("sequences", "p5/sequential_data.txt", _truncate_gz_content),
-    ("sequences", "p5/sequential_data.txt", _cut_gz_bytes),
-    ("sequences", "p5/sequential_data.txt", _edit_one_byte),
-    ("items", "p5/datamaps.json", _cut_gz_bytes),
-    ("items", "meta/item.csv", _truncate_plain),
-    ("items", "meta/item.csv", _edit_one_byte),
-    ("items", "meta/item_id_mapping.csv", _truncate_plain),
-]
-
-
-@pytest.mark.parametrize(
-    ("loader", "relpath", "damage"), DAMAGES, ids=[f"{r}-{d.__name__[1:]}" for _, r, d in DAMAGES]
-)
-def test_damaged_raw_file_is_refused_at_load(p5_root, p5_tiny, loader, relpath, damage):
-    LOADERS[loader]("tiny", p5_root)  # loads (and caches the checksum of) the good copy
-    path = p5_tiny.path(relpath)
-    damage(path)
-    pinned = next(f.sha256 for f in p5_tiny.files if f.relpath == relpath)
-    with pytest.raises(ValueError) as err:
-        LOADERS[loader]("tiny", p5_root)
-    message = str(err.value)
-    assert relpath.split("/")[-1] in message and pinned in message
-    assert "got " in message and "Put it by hand at" in message  # how to get a good copy
-    assert str(p5_root / "tiny" / "raw" / relpath) in message
-    with pytest.raises(ValueError, match=pinned):
-        verify_checksums("tiny", p5_root)
-
-
-def test_each_raw_file_is_hashed_once_while_unchanged(p5_root, p5_tiny, monkeypatch):
-    hashed = []
-    real = amazon_module._sha256
-    monkeypatch.setattr(amazon_module, "_sha256", lambda path: hashed.append(path) or real(path))
-    load_items("tiny", p5_root)
-    load_user_sequences("tiny", p5_root)
-    assert len(hashed) == 4  # datamaps, item.csv, item_id_mapping.csv, sequential_data.txt
-    load_items("tiny", p5_root)
-    load_user_sequences("tiny", p5_root)
-    assert len(verify_checksums("tiny", p5_root)) == 6
-    assert len(hashed) == 6  # only the two files no loader reads were new
-    item_csv = p5_tiny.path("meta/item.csv")
-    stat = item_csv.stat()
-    os.utime(item_csv, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # "touched"
-    load_items("tiny", p5_root)
-    assert len(hashed) == 7 and hashed[-1].name == "item.csv"
-
-
-def test_files_without_a_pinned_sha256_are_not_checked(p5_root, p5_tiny, monkeypatch):
-    unpinned = tuple(
-        dataclasses.replace(f, sha256=None) if f.relpath == "meta/item.csv" else f
-        for f in p5_tiny.files
-    )
-    monkeypatch.setitem(SPLITS, "tiny", unpinned)
-    _edit_one_byte(p5_tiny.path("meta/item.csv"))
-    items = load_items("tiny", p5_root)
-    assert items.set_index("item_id").loc[12, "title"] == "Tiny Product 99"  # loaded as edited
-    assert "meta/item.csv" not in verify_checksums("tiny", p5_root)
-    assert len(verify_checksums("tiny", p5_root)) == 5
-
-
-# ---------------------------------------------------------------- the embedding cache
+def test_cache_key_changes_with_text_or_model(tmp_path):
+    texts = ["Title: Gloom", "Title: Glow; Brand: OPI", "Brand: COKA"]
+    key = cache_path(texts, tmp_path)
+    assert key.name.startswith("embeddings-all-MiniLM-L6-v2-")
+    edited = [texts[0] + "!"] + texts[1:]
+    assert cache_path(edited, tmp_path) != key
+    assert cache_path(texts[:2], tmp_path) != key
+    assert cache_path(texts, tmp_path, "sentence-transformers/sentence-t5-base") != key
+    assert cache_path(list(texts), tmp_path) == key
 
 
 TEXTS = [f"Title: Tiny Product {i}; Brand: Acme" for i in range(12)]
@@ -135,6 +70,11 @@ def _sidecar(tmp_path) -> dict:
     return json.loads(sidecar_path(cache_path(TEXTS, tmp_path)).read_text())
 
 
+def _file_sha256(path) -> str:
+    """The file's sha256, computed here with hashlib (not with the library's sha256_file)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def test_cache_has_a_sidecar_and_is_reused(tmp_path, fake_embed):
     first = load_or_embed(TEXTS, tmp_path)
     path = cache_path(TEXTS, tmp_path)
@@ -142,7 +82,7 @@ def test_cache_has_a_sidecar_and_is_reused(tmp_path, fake_embed):
     assert _sidecar(tmp_path) == {
         "shape": [12, DIM],
         "dtype": "float32",
-        "sha256": sha256_file(path),
+        "sha256": _file_sha256(path),
         "model": embed_module.DEFAULT_MODEL,
     }
     again = load_or_embed(TEXTS, tmp_path)
@@ -206,7 +146,7 @@ def test_damaged_cache_is_reported_and_recomputed(tmp_path, fake_embed, damage, 
     assert str(path) in warning and reason in warning and "\n" not in warning
     assert fake_embed == [12, 12]
     np.testing.assert_array_equal(emb, _expected())
-    assert _sidecar(tmp_path)["sha256"] == sha256_file(path)  # both files rewritten
+    assert _sidecar(tmp_path)["sha256"] == _file_sha256(path)  # both files rewritten
     np.testing.assert_array_equal(load_or_embed(TEXTS, tmp_path), _expected())
     assert fake_embed == [12, 12]
 
@@ -217,7 +157,7 @@ def test_cache_without_sidecar_is_checked_then_adopted(tmp_path, fake_embed):
     emb = load_or_embed(TEXTS, tmp_path)
     assert fake_embed == [] and sidecar_path(path).is_file()
     np.testing.assert_array_equal(emb, _expected())
-    assert _sidecar(tmp_path)["sha256"] == sha256_file(path)
+    assert _sidecar(tmp_path)["sha256"] == _file_sha256(path)
     load_or_embed(TEXTS, tmp_path)
     assert fake_embed == []
 

@@ -1,0 +1,27 @@
+"""rqvae_lib.config: display_path, and the tutorial preset (configs/beauty.yaml is checked against
+it in test_cli.py, through the command line's own parser)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rqvae_lib.config import REPO_ROOT, TUTORIAL_CONFIG, display_path
+from rqvae_lib.model import RqVae, RqVaeConfig
+
+
+def test_display_path_never_shows_this_machines_layout(tmp_path, monkeypatch) -> None:
+    assert display_path(REPO_ROOT / "artifacts" / "rqvae-beauty") == "artifacts/rqvae-beauty"
+    monkeypatch.setenv("RQVAE_DATA_ROOT", str(tmp_path))
+    assert display_path(tmp_path) == "$RQVAE_DATA_ROOT"
+    assert display_path(tmp_path / "beauty") == "$RQVAE_DATA_ROOT/beauty"
+    monkeypatch.delenv("RQVAE_DATA_ROOT")
+    assert display_path(tmp_path / "beauty") == ".../beauty"
+
+
+def test_tutorial_preset_overrides_only_known_options_and_builds_a_model() -> None:
+    config = RqVaeConfig.from_dict(TUTORIAL_CONFIG)
+    model = RqVae(**TUTORIAL_CONFIG)
+    assert model.config == config
+    assert RqVae.from_config(config).config == config
+    with pytest.raises(TypeError, match="unknown RqVae option"):
+        RqVaeConfig.from_dict({**TUTORIAL_CONFIG, "n_levels": 3})
