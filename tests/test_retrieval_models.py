@@ -23,7 +23,7 @@ from rqvae_lib.retrieval import (
     build_samples,
     build_seq2seq,
     drop_history,
-    evaluate,
+    evaluate_retrieval,
     fit,
     most_popular,
     recall_ndcg,
@@ -106,7 +106,7 @@ def _trained(kind: str, seed: int) -> tuple[torch.nn.Module, float]:
     else:
         model, epochs, learning_rate = _sasrec(task, seed, kind), 6, 5e-3
     _fit(model, task, seed, epochs, learning_rate)
-    return model, evaluate(model, task.samples.test)["recall@10"].mean
+    return model, evaluate_retrieval(model, task.samples.test)["recall@10"].mean
 
 
 @pytest.mark.slow

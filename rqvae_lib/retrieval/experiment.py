@@ -43,7 +43,7 @@ from rqvae_lib.retrieval.tokens import ItemTokenizer
 from rqvae_lib.retrieval.train import (
     TrainConfig,
     TrainResult,
-    evaluate,
+    evaluate_retrieval,
     fit,
     fit_together,
     subset,
@@ -294,7 +294,7 @@ def score(
 ) -> tuple[dict, float]:
     """Test metrics at ``ks`` of a trained model (read once, at the end) and the seconds it took."""
     start = time.perf_counter()
-    metrics = evaluate(
+    metrics = evaluate_retrieval(
         model,  # type: ignore[arg-type]
         data.samples.test,
         ks,

@@ -7,7 +7,7 @@ into batches of similar history length (less padding), steps AdamW (weight decay
 only, as nanoGPT) under the chosen learning-rate schedule, evaluates validation Recall@K /
 NDCG@K every ``val_every`` epochs with :func:`recall_ndcg`, and keeps the state of the best
 epoch by validation Recall@10. The test samples never enter here: report them once, with
-:func:`evaluate`, on the chosen model.
+:func:`evaluate_retrieval`, on the chosen model.
 
 :func:`fit_together` trains several models in lockstep, epoch by epoch, each with its own random
 state, so a time budget stops all of them after the same number of epochs: a controlled
@@ -209,7 +209,7 @@ def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContext
 
 
 @torch.no_grad()
-def evaluate(
+def evaluate_retrieval(
     model: RetrievalModel,
     samples: RetrievalSamples,
     ks: Sequence[int] = KS,
@@ -314,7 +314,7 @@ class _Run:
     def validate(self, epoch: int, val: RetrievalSamples) -> tuple[float, bool]:
         cfg = self.cfg
         self.model.eval()
-        metrics = evaluate(self.model, val, cfg.ks, cfg.eval_batch_size, cfg.exclude_history,  # type: ignore[arg-type]
+        metrics = evaluate_retrieval(self.model, val, cfg.ks, cfg.eval_batch_size, cfg.exclude_history,  # type: ignore[arg-type]
                            cfg.amp)  # fmt: skip
         self.val_metrics.append(metrics)
         self.val_epochs.append(epoch)
