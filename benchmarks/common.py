@@ -46,7 +46,7 @@ def setup_env() -> None:
     warnings.filterwarnings("ignore")
 
 
-def load_catalogue(split: str) -> tuple[Tensor, list[str]] | None:
+def load_features(split: str) -> tuple[Tensor, list[str]] | None:
     """All items of an Amazon split as (MiniLM embeddings, top-level categories); None if absent."""
     from rqvae_lib.data import P5AmazonItemDataset
     from rqvae_lib.data.amazon import check_split, ensure_raw

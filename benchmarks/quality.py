@@ -27,7 +27,7 @@ from common import (  # noqa: E402
     ResidualVQPeer,
     as_numpy,
     load,
-    load_catalogue,
+    load_features,
     machine,
     markdown_table,
     setup_env,
@@ -37,8 +37,9 @@ from common import (  # noqa: E402
 
 from rqvae_lib import RqVae, codebook_stats, deduplicate, seed_everything  # noqa: E402
 from rqvae_lib.baselines import rq_kmeans  # noqa: E402
-from rqvae_lib.config import TUTORIAL_CONFIG  # noqa: E402
+from rqvae_lib.config import TUTORIAL_BATCH_SIZE, TUTORIAL_CONFIG, TUTORIAL_EPOCHS  # noqa: E402
 from rqvae_lib.data import FeatureDataset, make_synthetic_catalogue  # noqa: E402
+from rqvae_lib.evaluate import reconstruction_error  # noqa: E402
 
 METHODS = ("rqvae", "residualvq", "rq-kmeans", "plain-st")
 COLUMNS = [
@@ -63,7 +64,7 @@ def metrics(
 
     k = TIGER_SHAPE["num_embeddings"]
     s = codebook_stats(ids, k)
-    err = float((x - x_hat).pow(2).sum() / x.pow(2).sum())
+    err = reconstruction_error(x, x_hat)["relative_error"]
     nmi = normalized_mutual_info_score(cats, as_numpy(ids[:, 0]))
     return {
         "method": name,
@@ -254,8 +255,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         help="Amazon splits (absent ones are skipped) or 'synthetic'",
     )
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--epochs", type=int, default=TUTORIAL_EPOCHS)
+    p.add_argument("--batch-size", type=int, default=TUTORIAL_BATCH_SIZE)
     p.add_argument(
         "--items", type=int, default=None, help="use only the first N items (smoke runs)"
     )
@@ -292,7 +293,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             cat = make_synthetic_catalogue(args.items or 2048, 384, seed=args.seed)
             data = cat.features, [str(c) for c in cat.labels[:, 0]]
         else:
-            data = load_catalogue(split)
+            data = load_features(split)
         if data is None:
             print(f"({split}: raw files not found; skipped)")
             continue

@@ -46,7 +46,7 @@ from common import (  # noqa: E402
 )
 
 from rqvae_lib import RqVae, batch_inference, codebook_maintenance  # noqa: E402
-from rqvae_lib.config import TUTORIAL_CONFIG, resolve_device  # noqa: E402
+from rqvae_lib.config import TUTORIAL_BATCH_SIZE, TUTORIAL_CONFIG, resolve_device  # noqa: E402
 
 DIM = 384
 REPEATS = 3  # every timing is the best of 3, which is robust to other load on a shared machine
@@ -181,7 +181,7 @@ from rqvae_lib.training import train_model
 import torch
 torch.set_num_threads({threads})
 with tempfile.TemporaryDirectory() as logs:
-    result = train_model(ItemDataModule(None, "beauty", batch_size=1024), {epochs},
+    result = train_model(ItemDataModule(None, "beauty", batch_size={batch_size}), {epochs},
                          name="speed", quiet=True, save_dir=logs)
 stats = result.history[-1]
 print(json.dumps({{"seconds": result.seconds, "perplexity_l1": stats["perplexity_l1"]}}))
@@ -195,7 +195,7 @@ def fit_library(repo: Path, epochs: int, threads: int) -> dict:
     import subprocess
 
     env = {**os.environ, "PYTHONPATH": str(repo), "RQVAE_FAST": "0"}
-    script = FIT_SCRIPT.format(epochs=epochs, threads=threads)
+    script = FIT_SCRIPT.format(epochs=epochs, threads=threads, batch_size=TUTORIAL_BATCH_SIZE)
     out = subprocess.run(
         [sys.executable, "-c", script], env=env, cwd=repo, capture_output=True, text=True
     )
@@ -223,7 +223,7 @@ def fit_lean(features: Tensor, epochs: int, device_name: str, threads: int) -> d
     books = torch.nn.Parameter(z0[None].repeat(c["num_levels"], 1, 1).contiguous())
     params = [*enc.parameters(), *dec.parameters(), books]
     opt = torch.optim.Adam(params, lr=c["learning_rate"])
-    steps = epochs * -(-len(train) // 1024)
+    steps = epochs * -(-len(train) // TUTORIAL_BATCH_SIZE)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
 
     def quantize(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -232,7 +232,11 @@ def fit_lean(features: Tensor, epochs: int, device_name: str, threads: int) -> d
             d = residual.pow(2).sum(1, keepdim=True) - 2 * residual @ book.t() + book.pow(2).sum(1)
             idx = d.detach().argmin(1)
             e = book[idx]
-            loss = loss + F.mse_loss(e, residual.detach()) + 0.25 * F.mse_loss(residual, e.detach())
+            loss = (
+                loss
+                + F.mse_loss(e, residual.detach())
+                + c["commitment_cost"] * F.mse_loss(residual, e.detach())
+            )
             residual, total = residual - e.detach(), total + e.detach()
             ids.append(idx)
         return z + (total - z).detach(), loss, torch.stack(ids, 1)
@@ -241,7 +245,7 @@ def fit_lean(features: Tensor, epochs: int, device_name: str, threads: int) -> d
     start = time.perf_counter()
     for epoch in range(epochs):
         order = epoch_permutation(len(train), 42, epoch).to(device)
-        for rows in order.split(1024):
+        for rows in order.split(TUTORIAL_BATCH_SIZE):
             batch = train[rows]
             q, vq_loss, _ = quantize(enc(batch))
             loss = c["recon_weight"] * F.mse_loss(dec(q), batch) + vq_loss
@@ -263,9 +267,9 @@ def fit_table(epochs: int, device_name: str, threads: int, compare_with: str | N
     import subprocess
     import tempfile
 
-    from common import REPO, load_catalogue
+    from common import REPO, load_features
 
-    catalogue = load_catalogue("beauty")
+    catalogue = load_features("beauty")
     if catalogue is None:
         return "Notebook 03's training: not measured (the Beauty files are not here).\n"
     lean = fit_lean(catalogue[0], epochs, device_name, threads)
@@ -294,7 +298,7 @@ def fit_table(epochs: int, device_name: str, threads: int, compare_with: str | N
         for name, r in rows
     ]
     return (
-        f"Notebook 03's training on Beauty ({epochs} epochs, batch 1024, tutorial config, usage "
+        f"Notebook 03's training on Beauty ({epochs} epochs, batch {TUTORIAL_BATCH_SIZE}, tutorial config, usage "
         f"pass every epoch), {threads} threads:\n\n{markdown_table(table, list(table[0]))}\n"
     )
 
@@ -316,7 +320,7 @@ def main(argv: list[str] | None = None) -> str:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--device", default=None, help="cpu or cuda; default: CUDA if available")
-    p.add_argument("--batch-size", type=int, default=1024, help="training batch")
+    p.add_argument("--batch-size", type=int, default=TUTORIAL_BATCH_SIZE, help="training batch")
     p.add_argument("--infer-batch-size", type=int, default=4096)
     p.add_argument("--train-steps", type=int, default=30)
     p.add_argument(

@@ -8,6 +8,7 @@ from .evaluate import (
     evaluate_quantization,
     evaluate_reconstruction,
     perplexity,
+    reconstruction_error,
 )
 from .model import RqVae, RqVaeConfig, load_model
 from .modules import Decoder, Encoder
@@ -45,6 +46,7 @@ __all__ = [
     "ids_to_tokens",
     "kmeans",
     "perplexity",
+    "reconstruction_error",
     "prefix_groups",
     "resolve_device",
     "seed_everything",

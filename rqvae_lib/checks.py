@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -56,3 +56,22 @@ def all_finite(t: torch.Tensor) -> bool:
     infinite or NaN sum, which can also come from overflow, needs the elementwise check.
     """
     return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
+#: What a model with NaN or inf weights usually means, and what to try.
+DIVERGED = "training diverged (try a lower learning_rate, or check the inputs' scale)"
+
+
+def check_finite_state(state: Mapping[str, torch.Tensor], where: str, hint: str = DIVERGED) -> None:
+    """Raise FloatingPointError naming the tensors of ``state`` that hold NaN or inf.
+
+    Such weights give one ID, or one recommendation, for everything; every model's save and
+    load goes through this check (:mod:`rqvae_lib.pretrained`), and RqVae's training epochs.
+    """
+    bad = [name for name, t in state.items() if t.is_floating_point() and not all_finite(t)]
+    if bad:
+        raise FloatingPointError(
+            f"{where} has non-finite values in {', '.join(bad[:5])}"
+            + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else "")
+            + f": {hint}"
+        )

@@ -29,7 +29,8 @@ def artifacts_dir() -> Path:
 
 
 def display_path(path: str | os.PathLike) -> str:
-    """``path`` as notebooks print it: relative to the repository, never this machine's layout.
+    """``path`` as notebooks and benchmark records show it: relative to the repository, never a
+    machine's own layout.
 
     Inside the repository: the relative path. Elsewhere: the environment variable that set it
     (``$RQVAE_DATA_ROOT``, ...) or, failing that, only its last part.
@@ -88,8 +89,8 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 #: The preset the notebooks, CLI config and benchmarks train: TIGER's RQ-VAE *shape* (encoder
 #: 512-256-128, a 32-d latent, 3 levels of 256 codes, beta 0.25) on 384-d all-MiniLM-L6-v2
-#: embeddings, with *this project's* training recipe, not the paper's (see ``rqvae_lib.course.papers.TIGER_PAPER_RQVAE``):
-#: a heavy reconstruction weight, Adam with a per-step cosine decay from 3e-3 and a small
+#: embeddings, with *this project's* training recipe, not the paper's (notebook 03 sets them side
+#: by side): a heavy reconstruction weight, Adam with a per-step cosine decay from 3e-3 and a small
 #: usage-balancing code bias, the best point of the trade-offs measured by
 #: ``benchmarks/quality.py`` (the measurements are in benchmarks/RESULTS.md). ``RqVae``'s keyword
 #: defaults (k-means init, dead-code restarts after 10 steps) complete it.
@@ -105,3 +106,8 @@ TUTORIAL_CONFIG: dict = {
     "lr_schedule": "cosine",
     "balance_rate": 5e-4,
 }
+
+#: The tutorial recipe's batch size (TIGER's) and epochs, declared beside TUTORIAL_CONFIG: the
+#: notebooks, ``configs/beauty.yaml`` (checked by the tests) and the benchmarks use them.
+TUTORIAL_BATCH_SIZE = 1024
+TUTORIAL_EPOCHS = 100

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -89,6 +90,17 @@ def evaluate_reconstruction(
         n += x.shape[0]
     mse = total_se / n
     return {"mse": mse, "rmse": mse**0.5, "relative_error": total_se / max(total_norm, 1e-12)}
+
+
+def reconstruction_error(
+    features: Tensor | np.ndarray, reconstruction: Tensor | np.ndarray
+) -> dict:
+    """``mse`` (summed over dimensions, mean over items), ``rmse`` and ``relative_error``, as
+    :func:`evaluate_reconstruction` reports them, for any reconstruction (RQ-KMeans, a baseline)."""
+    x = torch.as_tensor(features, dtype=torch.float64)
+    se = (x - torch.as_tensor(reconstruction, dtype=torch.float64)).pow(2).sum().item()
+    mse = se / x.shape[0]
+    return {"mse": mse, "rmse": mse**0.5, "relative_error": se / x.pow(2).sum().item()}
 
 
 def perplexity(codes: Tensor, num_embeddings: int) -> float:

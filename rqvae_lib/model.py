@@ -20,7 +20,7 @@ from .checkpoints import (
     check_weights,
     read_checkpoint,
 )
-from .checks import all_finite, check_choice, check_float, check_int
+from .checks import all_finite, check_choice, check_finite_state, check_float, check_int
 from .modules import Decoder, Encoder, hidden_sizes
 from .pretrained import META_KEYS, WEIGHTS_NAME, check_state_dict, read_pretrained, write_pretrained
 from .quantizer import QuantizerConfig, ResidualQuantizer, codebook_maintenance
@@ -257,17 +257,7 @@ class RqVae(pl.LightningModule):
 
     def check_finite(self, where: str = "the model") -> None:
         """Raise if any weight or codebook is NaN or inf: such a model gives one ID for every item."""
-        bad = [
-            name
-            for name, t in self.state_dict().items()
-            if t.is_floating_point() and not all_finite(t)
-        ]
-        if bad:
-            raise FloatingPointError(
-                f"{where} has non-finite values in {', '.join(bad[:5])}"
-                + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else "")
-                + ": training diverged (try a lower learning_rate, or check the inputs' scale)"
-            )
+        check_finite_state(self.state_dict(), where)
 
     # --- training -------------------------------------------------------------------------
     def _losses(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -389,7 +379,6 @@ class RqVae(pl.LightningModule):
         ``overwrite=True``. The config holds every option, the class name, the library version
         and the weights' sha256, which ``from_pretrained`` checks (:mod:`rqvae_lib.pretrained`).
         """
-        self.check_finite("the model to save")
         return write_pretrained(
             directory,
             self.config.as_dict(),
@@ -414,7 +403,6 @@ class RqVae(pl.LightningModule):
         ))  # fmt: skip
         model._check_state_dict(files.state, source=str(Path(directory) / WEIGHTS_NAME))
         model.load_state_dict(files.state)
-        model.check_finite(f"the model in {directory}")
         return model.to(map_location).eval()
 
     @classmethod

@@ -88,7 +88,7 @@ def usage_over_epochs(
     return fig
 
 
-# --- notebook 04: codebook usage, one factor at a time -----------------------------------------
+# --- helpers for per-level usage histories (also used by the lessons' figures) ----------------
 def _history_frame(history: Sequence[dict]) -> tuple[pd.DataFrame, list[int]]:
     df = pd.DataFrame(list(history))
     levels = sorted(int(c[len("usage_l") :]) for c in df.columns if c.startswith("usage_l"))

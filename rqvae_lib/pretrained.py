@@ -6,12 +6,12 @@ named tables of tensors (``<name>.safetensors``, e.g. a tokenizer's), each with 
 config as ``<name>_sha256``. :func:`write_pretrained` writes the folder whole or not at all;
 :func:`read_pretrained` refuses, naming the file and the fix, anything that would load a model
 other than the one saved: missing files, invalid JSON, another class, unknown or missing options,
-files that do not match their checksums. :func:`check_state_dict` then compares the weights with
+files that do not match their checksums, weights that hold NaN or inf. :func:`check_state_dict` then compares the weights with
 the model built from the config.
 
 Every model class of the library saves and loads through these helpers, so the guarantees are
-written once. This module imports nothing else of the library but :mod:`rqvae_lib.io` and
-:mod:`rqvae_lib.version`.
+written once. This module imports nothing else of the library but :mod:`rqvae_lib.checks`,
+:mod:`rqvae_lib.io` and :mod:`rqvae_lib.version`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from rqvae_lib.checks import check_finite_state
 from rqvae_lib.io import atomic_dir, sha256_file
 from rqvae_lib.version import __version__
 
@@ -84,6 +85,7 @@ def write_pretrained(
     for name in extras:
         if extra_file_name(name) in (CONFIG_NAME, WEIGHTS_NAME):
             raise ValueError(f"extra table name {name!r} would overwrite {extra_file_name(name)}")
+    check_finite_state(state, f"the {class_name} to save")  # before anything is written
     saved = _tensors_to_save(state)
     with atomic_dir(directory, overwrite=overwrite) as tmp:
         save_file(saved, str(tmp / WEIGHTS_NAME))
@@ -171,6 +173,7 @@ def read_pretrained(
                 f"changed or truncated); save the model again with {writer}"
             )
     state = _load(directory / WEIGHTS_NAME, map_location)
+    check_finite_state(state, f"the model in {directory}")
     extras = {n: _load(directory / extra_file_name(n), "cpu") for n in extra_names}
     return PretrainedFiles(config, state, extras)
 

@@ -1,4 +1,4 @@
-"""Training conventions for the notebooks: a Lightning Trainer, train-and-save, load-or-train."""
+"""Training an RqVae with Lightning: a Trainer with the usage callback, train-and-save, load-or-train."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pytorch_lightning.loggers import CSVLogger
 from torch import Tensor
 
 from .callbacks import CodebookUsageCallback, load_history
-from .config import TUTORIAL_CONFIG, artifacts_dir, fast_mode
+from .config import TUTORIAL_CONFIG, TUTORIAL_EPOCHS, artifacts_dir, fast_mode
 from .data.datasets import FeatureDataModule
 from .io import check_writable
 from .model import RqVae
@@ -25,9 +25,13 @@ from .model import RqVae
 HISTORY_NAME, METRICS_NAME, INFO_NAME = "usage_history.json", "metrics.csv", "train_info.json"
 
 
+#: Epochs in fast mode (``RQVAE_FAST=1``, on in CI): enough to exercise every step.
+FAST_EPOCHS = 15
+
+
 def default_epochs(fast: bool | None = None) -> int:
-    """Epochs the tutorial trains for: 15 in fast mode, 100 otherwise."""
-    return 15 if (fast_mode() if fast is None else fast) else 100
+    """Epochs a training run takes unless told: FAST_EPOCHS in fast mode, else TUTORIAL_EPOCHS."""
+    return FAST_EPOCHS if (fast_mode() if fast is None else fast) else TUTORIAL_EPOCHS
 
 
 def quiet_lightning() -> None:

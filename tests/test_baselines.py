@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from rqvae_lib.baselines import rq_kmeans, rq_kmeans_encode, rq_kmeans_fit
-from rqvae_lib.course import analysis
 from rqvae_lib.data.synthetic import make_synthetic_catalogue
+from rqvae_lib.evaluate import reconstruction_error
 
 
 def _rows(a) -> list[tuple[float, ...]]:
@@ -45,14 +45,12 @@ def test_rq_kmeans_fit_and_encode_recover_a_planted_two_level_code():
 def test_rq_kmeans_encode_new_items_and_error_falls_with_depth():
     gen = torch.Generator().manual_seed(1)
     train, test = torch.randn(400, 6, generator=gen), torch.randn(50, 6, generator=gen)
-    centroids = analysis.rq_kmeans_fit(train, num_levels=3, num_embeddings=16, seed=0)
-    ids, recon = analysis.rq_kmeans_encode(test, centroids)
+    centroids = rq_kmeans_fit(train, num_levels=3, num_embeddings=16, seed=0)
+    ids, recon = rq_kmeans_encode(test, centroids)
     assert ids.shape == (50, 3) and ids.dtype == torch.int64 and recon.shape == (50, 6)
     assert int(ids.max()) < 16
     errors = [
-        analysis.reconstruction_error(test, analysis.rq_kmeans_encode(test, centroids[:d])[1])[
-            "relative_error"
-        ]
+        reconstruction_error(test, rq_kmeans_encode(test, centroids[:d])[1])["relative_error"]
         for d in (1, 2, 3)
     ]
     assert errors[0] > errors[1] > errors[2]

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from rqvae_lib import QuantizerConfig, RqVae, add_collision_suffix, batch_inference
 from rqvae_lib.checkpoints import CheckpointError
 from rqvae_lib.cli import lightning_cli, load_model, main, predict_main
-from rqvae_lib.config import REPO_ROOT, TUTORIAL_CONFIG
+from rqvae_lib.config import REPO_ROOT, TUTORIAL_BATCH_SIZE, TUTORIAL_CONFIG, TUTORIAL_EPOCHS
 from rqvae_lib.data import ItemDataModule, SyntheticDataModule
 from rqvae_lib.model import RqVaeConfig
 
@@ -120,13 +120,14 @@ def test_predict_on_beauty_matches_batch_inference(
 
 def test_beauty_config_is_the_tutorial_config(tmp_path: Path, monkeypatch) -> None:
     """What ``fit --config configs/beauty.yaml`` builds: TUTORIAL_CONFIG's model (the quantizer
-    section nested as the CLI nests it), 1,024 Beauty items a batch, and the device Lightning
+    section nested as the CLI nests it), TUTORIAL_BATCH_SIZE Beauty items a batch for TUTORIAL_EPOCHS epochs, and the device Lightning
     finds (accelerator auto)."""
     monkeypatch.chdir(tmp_path)
     cli = lightning_cli(["--config", str(CONFIGS / "beauty.yaml"), *QUIET], run=False)
     assert cli.model.config == RqVaeConfig.from_dict(TUTORIAL_CONFIG)
     assert isinstance(cli.datamodule, ItemDataModule) and cli.datamodule.split == "beauty"
-    assert cli.datamodule.batch_size == 1024
+    assert cli.datamodule.batch_size == TUTORIAL_BATCH_SIZE
+    assert cli.trainer.max_epochs == TUTORIAL_EPOCHS
     found = "CUDAAccelerator" if torch.cuda.is_available() else "CPUAccelerator"
     assert type(cli.trainer.accelerator).__name__ == found
 

@@ -9,6 +9,7 @@ from helpers import usage_history
 
 from rqvae_lib.course import analysis
 from rqvae_lib.data import make_synthetic_catalogue
+from rqvae_lib.evaluate import reconstruction_error
 
 
 def test_category_prediction_beats_random_on_true_clusters():
@@ -98,7 +99,7 @@ def test_neighbours_and_reconstruction_error():
     assert table.shape[0] == 3 and (table["id_prefix: shared"] == 2).all()
     near, rand = analysis.neighbour_prefix_depths(ids, cat.features, k=5, sample=50)
     assert near.mean() > rand.mean()
-    err = analysis.reconstruction_error(cat.features, cat.features * 0)
+    err = reconstruction_error(cat.features, cat.features * 0)
     assert err["relative_error"] == pytest.approx(1.0)
 
 

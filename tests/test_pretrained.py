@@ -146,7 +146,7 @@ def test_reserved_keys_and_state_mismatches_are_named(tmp_path: Path) -> None:
     check_state_dict(expected, dict(expected), "ok", "ok")  # a matching state passes
 
 
-def test_the_module_depends_only_on_io_and_version() -> None:
+def test_the_module_depends_only_on_checks_io_and_version() -> None:
     """RqVae will use these helpers: importing the model (or the package) here would be a cycle."""
     tree = ast.parse(Path(pretrained.__file__).read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
@@ -154,4 +154,32 @@ def test_the_module_depends_only_on_io_and_version() -> None:
         a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names
     }
     own = {m for m in imported if m and m.startswith("rqvae_lib")}
-    assert own == {"rqvae_lib.io", "rqvae_lib.version"}
+    assert own == {"rqvae_lib.checks", "rqvae_lib.io", "rqvae_lib.version"}
+
+
+def test_nan_or_inf_weights_are_refused_on_save_and_on_load(tmp_path: Path) -> None:
+    """A diverged model recommends one thing for everything: it is never written, nor read."""
+    from safetensors.torch import save_file
+
+    from rqvae_lib.io import sha256_file
+    from rqvae_lib.retrieval import SASRec, SASRecConfig
+
+    model = SASRec(SASRecConfig(num_items=6, d_model=8, num_heads=1, d_ff=8), list(range(6)))
+    with torch.no_grad():
+        model.item_emb.weight[2, 3] = float("nan")
+    with pytest.raises(
+        FloatingPointError, match=r"SASRec to save has non-finite values in item_emb"
+    ):
+        model.save_pretrained(tmp_path / "nan")
+    assert not (tmp_path / "nan").exists()
+
+    folder = _write(tmp_path / "toy")  # a good folder, then weights with an inf, re-checksummed
+    bad = {k: v.clone() for k, v in _state().items()}
+    bad["layer.bias"][1] = float("inf")
+    save_file({k: v.contiguous() for k, v in bad.items() if k != "tied.weight"} | {
+        "tied.weight": bad["tied.weight"].clone()}, str(folder / WEIGHTS_NAME))  # fmt: skip
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    config["weights_sha256"] = sha256_file(folder / WEIGHTS_NAME)
+    (folder / CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.raises(FloatingPointError, match=r"non-finite values in layer\.bias"):
+        _read(folder)

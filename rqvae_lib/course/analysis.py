@@ -18,8 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rqvae_lib.baselines import rq_kmeans_encode, rq_kmeans_fit  # noqa: F401 - notebook 04 uses them here
-
 
 def _ids(ids: Tensor | np.ndarray) -> np.ndarray:
     ids = np.asarray(torch.as_tensor(ids).long())
@@ -245,17 +243,6 @@ def neighbour_prefix_depths(
         shared_prefix_length(ids, a, nn_rows.reshape(-1)),
         shared_prefix_length(ids, a, rng.integers(0, n, size=a.size)),
     )
-
-
-def reconstruction_error(
-    features: Tensor | np.ndarray, reconstruction: Tensor | np.ndarray
-) -> dict:
-    """``mse`` (summed over dimensions, mean over items), ``rmse`` and ``relative_error``, as in
-    :func:`rqvae_lib.evaluate.evaluate_reconstruction`, for any reconstruction (e.g. RQ-KMeans)."""
-    x = torch.as_tensor(features, dtype=torch.float64)
-    se = (x - torch.as_tensor(reconstruction, dtype=torch.float64)).pow(2).sum().item()
-    mse = se / x.shape[0]
-    return {"mse": mse, "rmse": mse**0.5, "relative_error": se / x.pow(2).sum().item()}
 
 
 def comparison_row(name: str, stats: dict, recon: dict) -> dict:

@@ -121,7 +121,7 @@ class P5AmazonItemDataset(FeatureDataset):
         self.root = Path(root) if root is not None else data_root()
         self.split = check_split(split)
         split_indices(0, train_test_split, seed, val_fraction, test_fraction)  # fail before work
-        items, texts, emb = load_catalogue(
+        items, texts, emb = load_item_embeddings(
             self.root, self.split, model_name, download, show_progress
         )
         self.train_test_split, self.model_name = "all", model_name
@@ -142,7 +142,7 @@ class P5AmazonItemDataset(FeatureDataset):
         return part
 
 
-def load_catalogue(
+def load_item_embeddings(
     root: str | Path,
     split: str,
     model_name: str = DEFAULT_MODEL,
@@ -283,7 +283,7 @@ class ItemDataModule(FeatureDataModule):
         loaded by ``setup`` already proves the files and the cache are there.
         """
         if self.catalogue is None and not getattr(self, "_prepared", False):
-            load_catalogue(self._root(), self.split, self.model_name, self.download)
+            load_item_embeddings(self._root(), self.split, self.model_name, self.download)
             self._prepared = True
 
     def _root(self) -> Path:

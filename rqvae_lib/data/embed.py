@@ -30,7 +30,7 @@ _BUNDLED = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
 
 
 @lru_cache(maxsize=2)
-def load_model(model_name: str = DEFAULT_MODEL, device: str | None = None):
+def load_text_encoder(model_name: str = DEFAULT_MODEL, device: str | None = None):
     """Load a SentenceTransformer once per process; MiniLM comes from its offline package."""
     if model_name in _BUNDLED:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights ship with the package
@@ -53,7 +53,7 @@ def embed_texts(
     show_progress: bool = True,
 ) -> np.ndarray:
     """Encode ``texts`` with a sentence-transformers model into a float32 array (n, dim)."""
-    model = load_model(model_name, device)
+    model = load_text_encoder(model_name, device)
     emb = model.encode(
         list(texts), batch_size=batch_size, show_progress_bar=show_progress, convert_to_numpy=True
     )

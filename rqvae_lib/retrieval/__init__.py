@@ -1,5 +1,6 @@
 """Generative retrieval (TIGER): samples, item tokens, trie search, metrics, models and training."""
 
+from rqvae_lib.retrieval.batches import Collated
 from rqvae_lib.retrieval.metrics import (
     KS,
     MetricValue,
@@ -30,7 +31,6 @@ from rqvae_lib.retrieval.sequences import (
 )
 from rqvae_lib.retrieval.tokens import BOS, EOS, NUM_SPECIAL, PAD, ItemTokenizer
 from rqvae_lib.retrieval.train import (
-    Collated,
     RetrievalModel,
     TrainConfig,
     TrainResult,

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from rqvae_lib.config import DEFAULT_SEED, artifacts_dir, data_root
+from rqvae_lib.config import DEFAULT_SEED, TUTORIAL_BATCH_SIZE, artifacts_dir, data_root
 from rqvae_lib.data.amazon import (
     LeaveOneOut,
     ensure_raw,
@@ -116,18 +116,18 @@ class RetrievalBudget:
 #: Fast mode (CI, 2 CPU cores): a user subset and the tiny model, every step still runs.
 FAST_BUDGET = RetrievalBudget(
     "fast", "tiny", max_users=3000, epochs=8, time_budget_s=None, learning_rate=3e-3, warmup_steps=50,
-    val_users=None, val_every=4, sasrec_epochs=4, sasrec_budget_s=None, test_ks=(5, 10),
+    val_users=None, val_every=4, sasrec_epochs=4, sasrec_budget_s=None, test_ks=VAL_KS,
 )  # fmt: skip
 #: Full mode on a CPU: every user, the tiny model, 18 minutes of seq2seq training in all.
 CPU_BUDGET = RetrievalBudget(
     "cpu", "tiny", max_users=None, epochs=100, time_budget_s=1080.0, learning_rate=3e-3, warmup_steps=200,
-    val_users=2000, val_every=1, sasrec_epochs=100, sasrec_budget_s=120.0, test_ks=(5, 10),
+    val_users=2000, val_every=1, sasrec_epochs=100, sasrec_budget_s=120.0, test_ks=VAL_KS,
 )  # fmt: skip
 #: Full mode on a GPU: TIGER's model size, every user, the benchmark's recipe; 5 minutes of
 #: seq2seq and 2 x 1 minute of SASRec training (``benchmarks/gpu_session.sh`` runs it).
 GPU_BUDGET = RetrievalBudget(
     "gpu", "tiger", max_users=None, epochs=400, time_budget_s=300.0, learning_rate=1e-3, warmup_steps=1000,
-    val_users=None, val_every=4, sasrec_epochs=400, sasrec_budget_s=60.0, test_ks=(5, 10, 20),
+    val_users=None, val_every=4, sasrec_epochs=400, sasrec_budget_s=60.0, test_ks=KS,
     amp=False, deterministic=False,
 )  # fmt: skip
 
@@ -208,7 +208,7 @@ def _compute_ids(
     from rqvae_lib.evaluate import batch_inference
     from rqvae_lib.training import load_or_train
 
-    dm = ItemDataModule(root, split, batch_size=1024)
+    dm = ItemDataModule(root, split, batch_size=TUTORIAL_BATCH_SIZE)
     dm.prepare_data()
     dm.setup()
     catalogue = dm.dataset("all")

@@ -28,9 +28,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rqvae_lib.pretrained import check_state_dict, read_pretrained, write_pretrained
+from rqvae_lib.retrieval.batches import Collated, full_width_batch
 from rqvae_lib.retrieval.metrics import drop_history
 from rqvae_lib.retrieval.sequences import MAX_HISTORY, RetrievalSamples
-from rqvae_lib.retrieval.train import Collated, full_width_batch
 
 #: Embedding index of padding; item i of the catalogue has index i + 1.
 PAD_INDEX = 0
@@ -195,6 +195,7 @@ class SASRec(nn.Module):
         self,
         histories: Sequence[Sequence[int]],
         k: int,
+        *,
         users: Sequence[int] | None = None,
         exclude_history: bool = False,
     ) -> Tensor:

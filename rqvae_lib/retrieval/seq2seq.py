@@ -28,9 +28,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rqvae_lib.pretrained import check_state_dict, read_pretrained, write_pretrained
+from rqvae_lib.retrieval.batches import Collated, full_width_batch
 from rqvae_lib.retrieval.sequences import MAX_HISTORY, RetrievalSamples
 from rqvae_lib.retrieval.tokens import BOS, EOS, PAD, ItemTokenizer
-from rqvae_lib.retrieval.train import Collated, full_width_batch
 from rqvae_lib.retrieval.trie import ItemTrie, constrained_beam_search
 
 #: Seq2seq sizes, declared once: the paper's (4 + 4 layers, 6 heads of 64, MLP 1024), a CPU
@@ -221,6 +221,7 @@ class Seq2SeqRetriever(nn.Module):
         self,
         histories: Sequence[Sequence[int]],
         k: int,
+        *,
         beam_size: int | None = None,
         users: Sequence[int] | None = None,
     ) -> Tensor:

@@ -1,7 +1,7 @@
 """One training loop for every retrieval model (TIGER's seq2seq and SASRec), with model selection.
 
 A model needs ``collate(samples) -> Collated`` (the whole split as row-aligned tensors, built
-once), ``loss(batch) -> Tensor`` on a dict of row slices, and ``recommend(histories, k,
+once), ``loss(batch) -> Tensor`` on a dict of row slices, and ``recommend(histories, k, *,
 users=...) -> (B, k)`` item ids. The loop shuffles the training samples (seeded), groups them
 into batches of similar history length (less padding), steps AdamW (weight decay on matrices
 only, as nanoGPT) under the chosen learning-rate schedule, evaluates validation Recall@K /
@@ -37,17 +37,9 @@ from torch import Tensor, nn
 
 from rqvae_lib.config import DEFAULT_SEED, resolve_device, seed_everything
 from rqvae_lib.io import atomic_write, check_writable
+from rqvae_lib.retrieval.batches import Collated, slice_batch
 from rqvae_lib.retrieval.metrics import KS, MetricValue, recall_ndcg
 from rqvae_lib.retrieval.sequences import RetrievalSamples
-
-
-class Collated(NamedTuple):
-    """A split as tensors: ``inputs`` rows align with the samples; ``padded`` names the inputs
-    that are left-padded (B, S) and may be cut to the widest row of a batch (``widths``)."""
-
-    inputs: dict[str, Tensor]
-    widths: Tensor  # (N,) int64 on the CPU: columns each row needs, counted from the right
-    padded: tuple[str, ...]
 
 
 class RetrievalModel(Protocol):
@@ -62,7 +54,7 @@ class RetrievalModel(Protocol):
         ...
 
     def recommend(
-        self, histories: Sequence[Sequence[int]], k: int, users: Sequence[int] | None = None
+        self, histories: Sequence[Sequence[int]], k: int, *, users: Sequence[int] | None = None
     ) -> Tensor:
         """Top-k item ids (B, k), best first."""
         ...
@@ -182,24 +174,6 @@ def batch_order(
         batches.extend(chunk.split(batch_size))
     shuffle = torch.randperm(len(batches), generator=generator).tolist()
     return [batches[i] for i in shuffle]
-
-
-def slice_batch(
-    data: Collated, device_inputs: dict[str, Tensor], index: Tensor
-) -> dict[str, Tensor]:
-    """Rows ``index`` of every input, left-padded inputs cut to the widest row among them."""
-    width = int(data.widths[index].max())  # on the CPU: no wait for the device
-    rows = index.to(next(iter(device_inputs.values())).device, non_blocking=True)
-    return {
-        name: value[rows, -width:] if name in data.padded else value[rows]
-        for name, value in device_inputs.items()
-    }
-
-
-def full_width_batch(data: Collated, device: torch.device) -> dict[str, Tensor]:
-    """Every row of ``data`` as one batch on ``device`` (for a model's ``loss`` on samples)."""
-    inputs = {name: value.to(device) for name, value in data.inputs.items()}
-    return slice_batch(data, inputs, torch.arange(len(data.widths)))
 
 
 def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
