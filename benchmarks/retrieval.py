@@ -77,13 +77,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seq2seq size (default: the budget's, %(default)s)")  # fmt: skip
     p.add_argument("--backbone", default="torch", choices=("torch", "t5"),
                    help="seq2seq layers: torch.nn.Transformer or Hugging Face's T5")  # fmt: skip
-    p.add_argument("--budget-s", type=optional(float), default=b.time_budget_s,
+    p.add_argument("--time-budget-s", "--budget-s", type=optional(float), default=b.time_budget_s,
                    help="seq2seq training seconds per job (default: %(default)s)")  # fmt: skip
     p.add_argument("--sasrec-budget-s", type=optional(float), default=b.sasrec_budget_s,
                    help="SASRec training seconds per loss (default: %(default)s)")  # fmt: skip
-    p.add_argument("--max-epochs", type=int, default=b.epochs,
+    p.add_argument("--epochs", "--max-epochs", type=int, default=b.epochs,
                    help="seq2seq epochs at most (default: %(default)s)")  # fmt: skip
-    p.add_argument("--sasrec-max-epochs", type=int, default=b.sasrec_epochs,
+    p.add_argument("--sasrec-epochs", "--sasrec-max-epochs", type=int, default=b.sasrec_epochs,
                    help="SASRec epochs at most (default: %(default)s)")  # fmt: skip
     p.add_argument("--val-every", type=int, default=b.val_every,
                    help="seq2seq validation period in epochs (default: %(default)s)")  # fmt: skip
@@ -100,9 +100,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=b.amp,
                    help="bf16 autocast on CUDA; --no-amp: float32 with TF32 matmuls "
                         "(default: %(default)s)")  # fmt: skip
-    p.add_argument("--fast-kernels", action=argparse.BooleanOptionalAction,
-                   default=not b.deterministic,
-                   help="allow non-deterministic kernels (default: %(default)s)")  # fmt: skip
+    p.add_argument("--deterministic", action=argparse.BooleanOptionalAction,
+                   default=b.deterministic,
+                   help="torch's deterministic kernels (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--fast-kernels", dest="deterministic", action="store_false", help=argparse.SUPPRESS
+    )  # the spelling of earlier records' commands
+    p.add_argument(
+        "--no-fast-kernels", dest="deterministic", action="store_true", help=argparse.SUPPRESS
+    )
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--eval-batch-size", type=int, default=512)
     p.add_argument("--max-users", type=optional(int), default=b.max_users,
@@ -129,20 +135,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def seq2seq_config(args: argparse.Namespace):
     """The seq2seq models' ``TrainConfig``: the budget's, with this run's options."""
     return replace(
-        budgets()[args.budget].seq2seq_config(seed=args.seed), epochs=args.max_epochs,
-        time_budget_s=args.budget_s, batch_size=args.batch_size,
+        budgets()[args.budget].seq2seq_config(seed=args.seed), epochs=args.epochs,
+        time_budget_s=args.time_budget_s, batch_size=args.batch_size,
         learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
         val_every=args.val_every, eval_batch_size=args.eval_batch_size, device=args.device,
-        amp=args.amp, deterministic=not args.fast_kernels,
+        amp=args.amp, deterministic=args.deterministic,
     )  # fmt: skip
 
 
 def sasrec_config(args: argparse.Namespace):
     """SASRec's ``TrainConfig``: the budget's (constant learning rate), with this run's options."""
     return replace(
-        budgets()[args.budget].sasrec_config(seed=args.seed), epochs=args.sasrec_max_epochs,
+        budgets()[args.budget].sasrec_config(seed=args.seed), epochs=args.sasrec_epochs,
         time_budget_s=args.sasrec_budget_s, batch_size=args.batch_size, eval_batch_size=1024,
-        device=args.device, amp=args.amp, deterministic=not args.fast_kernels,
+        device=args.device, amp=args.amp, deterministic=args.deterministic,
     )  # fmt: skip
 
 

@@ -81,8 +81,8 @@ def test_retrieval_smoke(
     threads = torch.get_num_threads()
     try:
         retrieval.main(
-            ["--datasets", "beauty", "--preset", "tiny", "--max-users", "150", "--max-epochs",
-             "1", "--sasrec-max-epochs", "1", "--ids-dir", str(tmp_path), "--device", "cpu",
+            ["--datasets", "beauty", "--preset", "tiny", "--max-users", "150", "--epochs",
+             "1", "--sasrec-epochs", "1", "--ids-dir", str(tmp_path), "--device", "cpu",
              "--threads", "1", "--out", str(out), "--checkpoint-dir", str(tmp_path / "ckpt")]
         )  # fmt: skip
     finally:
@@ -111,6 +111,7 @@ def test_retrieval_smoke(
 def test_retrieval_defaults_are_the_declared_budgets() -> None:
     """Each option that a RetrievalBudget declares defaults to the named budget's value (GPU
     unless told), still overridable, and the training configs follow the budget's."""
+    import dataclasses
     from dataclasses import replace
 
     import retrieval
@@ -120,21 +121,10 @@ def test_retrieval_defaults_are_the_declared_budgets() -> None:
     assert retrieval.parse_args([]) == retrieval.parse_args(["--budget", "gpu"])
     for budget in (FAST_BUDGET, CPU_BUDGET, GPU_BUDGET):
         args = retrieval.parse_args(["--budget", budget.name])
-        declared = {
-            "preset": budget.preset,
-            "max_users": budget.max_users,
-            "max_epochs": budget.epochs,
-            "budget_s": budget.time_budget_s,
-            "learning_rate": budget.learning_rate,
-            "warmup_steps": budget.warmup_steps,
-            "val_users": budget.val_users,
-            "val_every": budget.val_every,
-            "sasrec_max_epochs": budget.sasrec_epochs,
-            "sasrec_budget_s": budget.sasrec_budget_s,
-            "test_ks": list(budget.test_ks),
-            "amp": budget.amp,
-            "fast_kernels": not budget.deterministic,
-        }
+        # every field a budget declares is an option of the same name, defaulting to its value
+        fields = [f.name for f in dataclasses.fields(budget) if f.name != "name"]
+        declared = {k: getattr(budget, k) for k in fields}
+        declared["test_ks"] = list(budget.test_ks)
         assert {k: getattr(args, k) for k in declared} == declared, budget.name
         assert retrieval.seq2seq_config(args) == replace(
             budget.seq2seq_config(seed=args.seed), eval_batch_size=args.eval_batch_size
@@ -147,6 +137,10 @@ def test_retrieval_defaults_are_the_declared_budgets() -> None:
     )
     assert (args.max_users, args.learning_rate, args.amp) == (None, 2e-3, False)
     assert args.warmup_steps == FAST_BUDGET.warmup_steps and args.preset == FAST_BUDGET.preset
+    # the spellings that earlier records' commands use still parse to the same options
+    old = retrieval.parse_args(["--budget-s", "215", "--max-epochs", "6", "--fast-kernels"])
+    new = retrieval.parse_args(["--time-budget-s", "215", "--epochs", "6", "--no-deterministic"])
+    assert old == new and (new.time_budget_s, new.epochs, new.deterministic) == (215.0, 6, False)
 
 
 def test_gpu_session_script_parses_and_refuses_what_it_cannot_do(tmp_path) -> None:
@@ -158,7 +152,9 @@ def test_gpu_session_script_parses_and_refuses_what_it_cannot_do(tmp_path) -> No
     script = REPO_ROOT / "benchmarks" / "gpu_session.sh"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     text = script.read_text()
-    assert "--budget gpu" in text and "--budget-s" not in text  # no budget of its own
+    assert (
+        "--budget gpu" in text and "--time-budget-s" not in text and "--budget-s" not in text
+    )  # no budget of its own
 
     def run(*args: str, **env: str) -> subprocess.CompletedProcess:
         env = {**os.environ, "PYTHON": sys.executable, **env}
