@@ -1,4 +1,4 @@
-"""rqvae_lib.config: display_path, and the tutorial preset (configs/beauty.yaml is checked against
+"""rqvae_lib.config: display_path, seed_everything, and the tutorial preset (configs/beauty.yaml is checked against
 it in test_cli.py, through the command line's own parser)."""
 
 from __future__ import annotations
@@ -25,3 +25,19 @@ def test_tutorial_preset_overrides_only_known_options_and_builds_a_model() -> No
     assert RqVae.from_config(config).config == config
     with pytest.raises(TypeError, match="unknown RqVae option"):
         RqVaeConfig.from_dict({**TUTORIAL_CONFIG, "n_levels": 3})
+
+
+def test_seed_everything_switches_deterministic_kernels_both_ways() -> None:
+    """A budget with deterministic=False (the GPU one) really runs without them, even after an
+    earlier seed_everything() switched them on (notebook 06 seeds first, then trains)."""
+    import torch
+
+    from rqvae_lib.config import seed_everything
+
+    try:
+        seed_everything(0)
+        assert torch.are_deterministic_algorithms_enabled()
+        seed_everything(0, deterministic=False)
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        seed_everything(0)

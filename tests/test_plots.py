@@ -40,3 +40,39 @@ def test_usage_over_epochs_is_linear_with_a_line_at_k_and_early_epochs_visible(r
         assert any(np.allclose(line.get_ydata(), 16) for line in ax.get_lines())
         assert any("16" in t.get_text() for t in ax.texts)
         assert ax.get_legend() is not None
+
+
+def test_metric_bars_draw_each_rows_error_bar_by_its_label():
+    import pandas as pd
+    from matplotlib.container import BarContainer
+
+    # Means and standard errors indexed by model name; the bars in the order of the means' rows.
+    means = pd.DataFrame({"recall@10": [0.25, 0.5]}, index=pd.Index(["a", "b"], name="model"))
+    errors = pd.DataFrame({"recall@10": [0.01, 0.03]}, index=pd.Index(["a", "b"], name="model"))
+    fig = plots.metric_bars(means.iloc[::-1], ["recall@10"], errors=errors)
+    (bars,) = [c for c in fig.axes[0].containers if isinstance(c, BarContainer)]
+    assert [b.get_height() for b in bars] == [0.5, 0.25]
+    assert bars.errorbar is not None  # drawn, in the bars' order (b first)
+    segments = bars.errorbar.lines[2][0].get_segments()
+    assert [round(float(s[1][1] - s[0][1]), 6) for s in segments] == [0.06, 0.02]
+    plain = plots.metric_bars(means, ["recall@10"])
+    (bars,) = [c for c in plain.axes[0].containers if isinstance(c, BarContainer)]
+    assert bars.errorbar is None
+
+
+def test_retrieval_curves_plot_each_records_losses_and_validated_epochs():
+    records = [
+        {"name": "a", "train_losses": [3.0, 2.0, 1.5], "val_epochs": [2, 3],
+         "val": [{"recall@10": [0.1, 0.01]}, {"recall@10": [0.3, 0.02]}]},
+        {"name": "b", "label": "B (label)", "train_losses": [2.5], "val_epochs": [1],
+         "val": [{"recall@10": [0.2, 0.01], "ndcg@10": [0.1, 0.01]}]},
+    ]  # fmt: skip
+    fig = plots.retrieval_curves(records, title="curves")
+    check_figure(fig)
+    losses, recall = fig.axes
+    assert [list(line.get_xdata()) for line in losses.get_lines()] == [[1, 2, 3], [1]]
+    assert [list(line.get_ydata()) for line in losses.get_lines()] == [[3.0, 2.0, 1.5], [2.5]]
+    assert [list(line.get_xdata()) for line in recall.get_lines()] == [[2, 3], [1]]
+    assert [list(line.get_ydata()) for line in recall.get_lines()] == [[0.1, 0.3], [0.2]]
+    assert [t.get_text() for t in recall.get_legend().get_texts()] == ["a", "B (label)"]
+    assert "recall@10" in recall.get_ylabel()

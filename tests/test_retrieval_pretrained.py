@@ -1,5 +1,6 @@
-"""Saving and loading the retrieval models: a reloaded model recommends exactly what the saved one
-did, the tokenizer travels with a seq2seq model, and every unusable folder is refused by name."""
+"""rqvae_lib.retrieval.seq2seq and .sasrec, save_pretrained/from_pretrained: a reloaded model
+recommends exactly what the saved one did, the tokenizer travels with a seq2seq model, and every
+unusable folder is refused by name (the generic files: test_pretrained.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_retrieval_models import NUM_ITEMS, _sasrec, _task
+from retrieval_helpers import NUM_ITEMS, shared_task, tiny_sasrec
 
 import rqvae_lib.pretrained as pretrained
 from rqvae_lib.retrieval import (
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _tokenizer() -> ItemTokenizer:
     """The task's items with codebooks wider than the codes used, and user tokens."""
-    task = _task(0)
+    task = shared_task(0)
     ids = torch.randint(0, 6, (NUM_ITEMS, 2), generator=torch.Generator().manual_seed(4))
     return ItemTokenizer(ids, task.item_ids, num_embeddings=[8, 7], num_user_buckets=5)
 
@@ -53,7 +54,7 @@ def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 def test_a_reloaded_seq2seq_model_recommends_exactly_the_same(
     backbone: str, tmp_path: Path
 ) -> None:
-    task = _task(0)
+    task = shared_task(0)
     model = _seq2seq(backbone)
     folder = model.save_pretrained(tmp_path / backbone)
     assert sorted(p.name for p in folder.iterdir()) == [
@@ -83,8 +84,8 @@ def test_a_reloaded_seq2seq_model_recommends_exactly_the_same(
 
 @pytest.mark.parametrize("loss", ["bce", "ce"])
 def test_a_reloaded_sasrec_recommends_exactly_the_same(loss: str, tmp_path: Path) -> None:
-    task = _task(0)
-    model = _sasrec(task, 0, loss)
+    task = shared_task(0)
+    model = tiny_sasrec(task, 0, loss)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -104,7 +105,7 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("saved")
     return {
         "seq2seq": _seq2seq("torch").save_pretrained(root / "seq2seq"),
-        "sasrec": _sasrec(_task(0), 0, "bce").save_pretrained(root / "sasrec"),
+        "sasrec": tiny_sasrec(shared_task(0), 0, "bce").save_pretrained(root / "sasrec"),
     }
 
 

@@ -1,4 +1,4 @@
-"""Resuming an interrupted retrieval training run: it ends exactly where an uninterrupted run
+"""rqvae_lib.retrieval.train, resuming: an interrupted run ends exactly where an uninterrupted run
 ends, a finished run is not trained again, and a checkpoint of another run is refused."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_retrieval_models import Task, _sasrec, _seq2seq
+from retrieval_helpers import Task, tiny_sasrec, tiny_seq2seq
 
 from rqvae_lib.retrieval import TrainConfig, TrainResult, checkpoint_path, fit, fit_together
 from rqvae_lib.retrieval.train import _Run
@@ -32,7 +32,7 @@ def _config(**overrides) -> TrainConfig:
 
 def _models(task: Task, seed: int) -> dict[str, torch.nn.Module]:
     """Dropout in both, negatives sampled in SASRec's loss: every random stream matters."""
-    return {"seq2seq": _seq2seq(task, seed), "sasrec": _sasrec(task, seed + 1, "bce")}
+    return {"seq2seq": tiny_seq2seq(task, seed), "sasrec": tiny_sasrec(task, seed + 1, "bce")}
 
 
 def _fit(task: Task, models, config: TrainConfig, checkpoint_dir=None) -> dict[str, TrainResult]:
@@ -111,13 +111,13 @@ def test_a_run_interrupted_before_its_first_validation_resumes_too(
     """No best epoch yet (best_metric -inf, empty best_state): the state still round-trips."""
     config = _config(val_every=3)
     train, val = task.samples.train, task.samples.val
-    alone = fit(_sasrec(task, 2, "ce"), train, val, config, "s")
+    alone = fit(tiny_sasrec(task, 2, "ce"), train, val, config, "s")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_Run, "train_epoch", _interrupt(done=1))
         with pytest.raises(KeyboardInterrupt):
-            fit(_sasrec(task, 2, "ce"), train, val, config, "s", tmp_path)
+            fit(tiny_sasrec(task, 2, "ce"), train, val, config, "s", tmp_path)
     assert torch.load(checkpoint_path(tmp_path, "s"), weights_only=True)["best_state"] == {}
-    resumed = fit(_sasrec(task, 3, "ce"), train, val, config, "s", tmp_path)
+    resumed = fit(tiny_sasrec(task, 3, "ce"), train, val, config, "s", tmp_path)
     assert resumed.val_epochs == [2, 3]
     _assert_same(resumed, alone)
 
@@ -127,34 +127,41 @@ def test_the_time_budget_counts_the_time_spent_before(task: Task, tmp_path: Path
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_Run, "train_epoch", _interrupt(done=2))
         with pytest.raises(KeyboardInterrupt):
-            fit(_sasrec(task, 2, "ce"), task.samples.train, task.samples.val, config, "s", tmp_path)
+            fit(
+                tiny_sasrec(task, 2, "ce"),
+                task.samples.train,
+                task.samples.val,
+                config,
+                "s",
+                tmp_path,
+            )
     path = checkpoint_path(tmp_path, "s")
     state = torch.load(path, weights_only=True)
     state["elapsed_s"] = 999.0  # as if the first two epochs took almost the whole budget
     torch.save(state, path)
     result = fit(
-        _sasrec(task, 2, "ce"), task.samples.train, task.samples.val, config, "s", tmp_path
+        tiny_sasrec(task, 2, "ce"), task.samples.train, task.samples.val, config, "s", tmp_path
     )
     assert len(result.train_losses) == 2 and result.val_epochs == [0, 1]  # no epoch fits
 
 
 def test_a_checkpoint_of_another_run_is_refused(task: Task, tmp_path: Path) -> None:
     train, val = task.samples.train, task.samples.val
-    fit(_sasrec(task, 2, "ce"), train, val, _config(epochs=1), "sasrec", tmp_path)
+    fit(tiny_sasrec(task, 2, "ce"), train, val, _config(epochs=1), "sasrec", tmp_path)
     with pytest.raises(ValueError, match=r"another TrainConfig \(epochs: saved 1, now 2; "
                        r"learning_rate: saved 0.003, now 0.001\)"):  # fmt: skip
-        fit(_sasrec(task, 2, "ce"), train, val, _config(epochs=2, learning_rate=1e-3), "sasrec",
-            tmp_path)  # fmt: skip
+        fit(tiny_sasrec(task, 2, "ce"), train, val, _config(epochs=2, learning_rate=1e-3),
+            "sasrec", tmp_path)  # fmt: skip
     with pytest.raises(ValueError, match="other training or validation samples"):
-        fit(_sasrec(task, 2, "ce"), val, val, _config(epochs=1), "sasrec", tmp_path)
+        fit(tiny_sasrec(task, 2, "ce"), val, val, _config(epochs=1), "sasrec", tmp_path)
     with pytest.raises(ValueError, match="training state of a SASRec, not of sasrec's Tiger"):
-        fit(_seq2seq(task, 2), train, val, _config(epochs=1), "sasrec", tmp_path)
+        fit(tiny_seq2seq(task, 2), train, val, _config(epochs=1), "sasrec", tmp_path)
     with pytest.raises(ValueError, match=r"states for \['sasrec'\] but not for \['other'\]"):
         fit_together(
-            {"sasrec": _sasrec(task, 2, "ce"), "other": _sasrec(task, 3, "ce")},
+            {"sasrec": tiny_sasrec(task, 2, "ce"), "other": tiny_sasrec(task, 3, "ce")},
             train, val, _config(epochs=1), tmp_path,
         )  # fmt: skip
     path = checkpoint_path(tmp_path, "sasrec")
     path.write_bytes(path.read_bytes()[:100])  # a truncated file
     with pytest.raises(ValueError, match="not a readable training state"):
-        fit(_sasrec(task, 2, "ce"), train, val, _config(epochs=1), "sasrec", tmp_path)
+        fit(tiny_sasrec(task, 2, "ce"), train, val, _config(epochs=1), "sasrec", tmp_path)
