@@ -1,5 +1,5 @@
-"""rqvae_lib.config: display_path, seed_everything, and the tutorial preset (configs/beauty.yaml is checked against
-it in test_cli.py, through the command line's own parser)."""
+"""rqvae_lib.config: display_path, seed_everything, and the tutorial preset (test_cli.py checks
+configs/beauty.yaml against it, through the command line's own parser)."""
 
 from __future__ import annotations
 
