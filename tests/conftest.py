@@ -82,6 +82,30 @@ def p5_root(p5_tiny: P5Fixture, tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def catalogue():
+    """The small synthetic catalogue of the model tests (helpers.small_catalogue)."""
+    from helpers import small_catalogue
+
+    return small_catalogue()
+
+
+@pytest.fixture(scope="session")
+def trained(catalogue):
+    """A small RqVae trained on ``catalogue`` once per session; tests must not change it."""
+    from helpers import fit_small_rqvae
+
+    return fit_small_rqvae(catalogue)
+
+
+@pytest.fixture(scope="session")
+def features():
+    """A few normalized feature rows of the tiny model's width (helpers.tiny_features)."""
+    from helpers import tiny_features
+
+    return tiny_features()
+
+
 @pytest.fixture
 def one_thread():
     """Tiny matrices on a shared CPU: extra threads only contend, so use one."""

@@ -10,10 +10,7 @@ import torch
 from helpers import (
     TINY_DIM,
     Features,
-    fit_small_rqvae,
-    small_catalogue,
     tiny,
-    tiny_features,
 )
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -26,21 +23,6 @@ from rqvae_lib import (
 from rqvae_lib.data.datasets import FeatureDataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def catalogue():
-    return small_catalogue()
-
-
-@pytest.fixture(scope="module")
-def trained(catalogue):
-    return fit_small_rqvae(catalogue)
-
-
-@pytest.fixture(scope="module")
-def features() -> torch.Tensor:
-    return tiny_features()
 
 
 def test_codebook_stats_by_hand():

@@ -19,12 +19,9 @@ from helpers import (
     Features,
     feature_loader,
     finished_synthetic_run,
-    fit_small_rqvae,
     quiet_trainer,
-    small_catalogue,
     snapshot,
     tiny,
-    tiny_features,
     truncate,
     working_copy,
 )
@@ -61,21 +58,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def trainer(tmp_path=None, epochs: int = 2, **kw) -> pl.Trainer:
     return quiet_trainer(epochs, default_root_dir=tmp_path, **kw)
-
-
-@pytest.fixture(scope="module")
-def catalogue():
-    return small_catalogue()
-
-
-@pytest.fixture(scope="module")
-def trained(catalogue):
-    return fit_small_rqvae(catalogue)
-
-
-@pytest.fixture(scope="module")
-def features() -> torch.Tensor:
-    return tiny_features()
 
 
 # --- the model ---------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import feature_loader, tiny, tiny_features
+from helpers import feature_loader, tiny
 
 from rqvae_lib import (
     ResidualQuantizer,
@@ -17,11 +17,6 @@ from rqvae_lib import (
 from rqvae_lib.semantic_ids import deduplicate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def features() -> torch.Tensor:
-    return tiny_features()
 
 
 def test_collision_suffix_tokens_and_prefix_groups():

@@ -5,18 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-from helpers import SMALL_RUN_CONFIG, snapshot, tiny, tiny_features, train_small_run
+from helpers import SMALL_RUN_CONFIG, snapshot, tiny, train_small_run
 
 from rqvae_lib import RqVae, load_or_train, seed_everything, train_model
 from rqvae_lib.data import FeatureDataModule
 from rqvae_lib.training import load_run_history, save_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def features() -> torch.Tensor:
-    return tiny_features()
 
 
 @pytest.fixture(scope="module")
