@@ -106,6 +106,32 @@ def features():
     return tiny_features()
 
 
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory: pytest.TempPathFactory):
+    """``(datamodule, TrainRun, log folder)``: a small model trained by train_model, once."""
+    from helpers import train_small_run
+
+    tmp = tmp_path_factory.mktemp("small_run")
+    dm, result = train_small_run(tmp)
+    return dm, result, tmp
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 1-epoch run of the synthetic config: its folder (with artifacts/...)."""
+    from helpers import finished_synthetic_run
+
+    return finished_synthetic_run(tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture
+def run_copy(trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of the trained run, as the working directory (tests may change it)."""
+    from helpers import working_copy
+
+    return working_copy(trained_run, tmp_path / "run", monkeypatch)
+
+
 @pytest.fixture
 def one_thread():
     """Tiny matrices on a shared CPU: extra threads only contend, so use one."""

@@ -19,10 +19,8 @@ from helpers import (
     QUIET,
     SYNTHETIC,
     cli_fit,
-    finished_synthetic_run,
     snapshot,
     truncate,
-    working_copy,
 )
 from torch.utils.data import DataLoader
 
@@ -272,18 +270,6 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path: Path, monkeypatch)
 
 
 # --- bad checkpoints: a clear error naming the file, and nothing written ----------------------
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished 1-epoch run of the synthetic config: its folder (with artifacts/...)."""
-    return finished_synthetic_run(tmp_path_factory.mktemp("run"))
-
-
-@pytest.fixture
-def run_copy(trained_run: Path, tmp_path: Path, monkeypatch) -> Path:
-    """A private copy of the trained run, as the working directory."""
-    return working_copy(trained_run, tmp_path / "run", monkeypatch)
-
-
 def fit_error(*args: str) -> str:
     """Run ``fit`` through ``main`` and return the error message it exits with."""
     with pytest.raises(SystemExit) as exit_info:

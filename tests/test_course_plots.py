@@ -11,25 +11,17 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from helpers import check_figure, train_small_run, usage_history  # noqa: E402
+from helpers import check_figure, usage_history  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from rqvae_lib.course import analysis, plots  # noqa: E402
 from rqvae_lib.course.plots import _residual_ids  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """One small model trained on the synthetic catalogue by train_model."""
-    tmp = tmp_path_factory.mktemp("run")
-    dm, result = train_small_run(tmp)
-    return dm, result, tmp
-
-
 # --- notebook 01 and 05: data and semantic-ID figures --------------------------------------
-def test_plots_return_labelled_figures(run, tmp_path, monkeypatch):
+def test_plots_return_labelled_figures(small_run, tmp_path, monkeypatch):
     monkeypatch.setenv("RQVAE_FIGURES", str(tmp_path / "figs"))
-    dm, result, _ = run
+    dm, result, _ = small_run
     ids = torch.randint(0, 16, (200, 3))
     cat = ["a"] * 120 + ["b"] * 80
     pred = analysis.category_prediction(ids, cat)

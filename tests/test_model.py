@@ -18,12 +18,10 @@ from helpers import (
     TINY_DIM,
     Features,
     feature_loader,
-    finished_synthetic_run,
     quiet_trainer,
     snapshot,
     tiny,
     truncate,
-    working_copy,
 )
 from torch.utils.data import DataLoader
 
@@ -521,18 +519,6 @@ def test_load_from_a_truncated_checkpoint_names_the_file(tmp_path, features):
     message = str(info.value)  # once a bare "[Errno 22] Invalid argument", naming nothing
     assert message.startswith(f"checkpoint {path} (") and "it is truncated, corrupt" in message
     assert isinstance(info.value, ValueError) and not isinstance(info.value, OSError)
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished 1-epoch run of the synthetic config: its folder (with artifacts/...)."""
-    return finished_synthetic_run(tmp_path_factory.mktemp("run"))
-
-
-@pytest.fixture
-def run_copy(trained_run: Path, tmp_path: Path, monkeypatch) -> Path:
-    """A private copy of the trained run, as the working directory."""
-    return working_copy(trained_run, tmp_path / "run", monkeypatch)
 
 
 def test_load_model_reads_both_formats_and_names_bad_files(run_copy: Path) -> None:

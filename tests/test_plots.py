@@ -7,19 +7,10 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
-import pytest  # noqa: E402
 import torch  # noqa: E402
-from helpers import check_figure, train_small_run  # noqa: E402
+from helpers import check_figure  # noqa: E402
 
 from rqvae_lib import plots  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """One small model trained on the synthetic catalogue by train_model."""
-    tmp = tmp_path_factory.mktemp("run")
-    dm, result = train_small_run(tmp)
-    return dm, result, tmp
 
 
 def test_sorted_code_counts_figure():
@@ -31,8 +22,8 @@ def test_sorted_code_counts_figure():
     assert any("uniform: 4 items" in t.get_text() for t in fig.axes[0].texts)
 
 
-def test_usage_over_epochs_is_linear_with_a_line_at_k_and_early_epochs_visible(run):
-    _, result, _ = run
+def test_usage_over_epochs_is_linear_with_a_line_at_k_and_early_epochs_visible(small_run):
+    _, result, _ = small_run
     fig = plots.usage_over_epochs(result.history, 16)
     for ax in fig.axes:
         assert ax.get_yscale() == "linear" and ax.get_ylim()[1] >= 16

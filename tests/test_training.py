@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-from helpers import SMALL_RUN_CONFIG, snapshot, tiny, train_small_run
+from helpers import SMALL_RUN_CONFIG, snapshot, tiny
 
 from rqvae_lib import RqVae, load_or_train, seed_everything, train_model
 from rqvae_lib.data import FeatureDataModule
@@ -14,16 +14,8 @@ from rqvae_lib.training import load_run_history, save_run
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """One small model trained on the synthetic catalogue by train_model."""
-    tmp = tmp_path_factory.mktemp("run")
-    dm, result = train_small_run(tmp)
-    return dm, result, tmp
-
-
-def test_usage_callback_records_every_epoch(run):
-    _, result, _ = run
+def test_usage_callback_records_every_epoch(small_run):
+    _, result, _ = small_run
     assert [h["epoch"] for h in result.history] == [0, 1, 2]
     last = result.history[-1]
     for key in ("usage_l1", "perplexity_l1", "dead_codes_l3", "unique_id_rate", "collision_rate"):
@@ -34,8 +26,8 @@ def test_usage_callback_records_every_epoch(run):
     assert result.model.training is False
 
 
-def test_load_or_train_trains_once_then_loads(run, tmp_path):
-    dm, _, _ = run
+def test_load_or_train_trains_once_then_loads(small_run, tmp_path):
+    dm, _, _ = small_run
     target = tmp_path / "model"
     model = load_or_train(
         target, dm, 1, config=SMALL_RUN_CONFIG, quiet=True, save_dir=tmp_path / "logs"
