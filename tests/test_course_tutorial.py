@@ -23,10 +23,18 @@ def test_strip_notebook_keeps_outputs_and_counts():
     json.dumps(nb)  # still plain JSON
 
 
-def test_stripping_keeps_the_solution_markers():
-    """``make tutorial`` strips the notebooks; the tag and the collapsed source must survive."""
+def test_stripping_keeps_the_solution_markers_and_drops_solution_outputs():
+    """``make tutorial`` strips the notebooks; the tag and the collapsed source must survive, and
+    a solution cell's output must not."""
     nb = nbformat.v4.new_notebook()
     meta = {"tags": ["solution"], "jupyter": {"source_hidden": True}, "scrolled": True}
     nb.cells.append(nbformat.v4.new_code_cell("answer = 1.0", metadata=meta))
-    stripped = strip_notebook(nb).cells[0].metadata
-    assert stripped == {"tags": ["solution"], "jupyter": {"source_hidden": True}}
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", text="[02-x] Correct. ...\n")]
+    nb.cells[0].execution_count = 7
+    nb.cells.append(nbformat.v4.new_code_cell("print(2)", execution_count=8))
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="2\n")]
+    stripped = strip_notebook(nb).cells
+    assert stripped[0].metadata == {"tags": ["solution"], "jupyter": {"source_hidden": True}}
+    # a solution's output would give the answer away; other cells keep theirs
+    assert (stripped[0].outputs, stripped[0].execution_count) == ([], None)
+    assert stripped[1].outputs and stripped[1].execution_count == 8

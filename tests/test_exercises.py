@@ -1,4 +1,5 @@
-"""rqvae_lib.course.exercises: every exercise against the answer key; the notebooks' solution cells.
+"""rqvae_lib.course.exercises: every exercise against the answer key; the notebooks' solution cells
+follow the conventions and pass their checks.
 
 Generic over ``EXERCISES``: an exercise added later is covered as soon as it is registered with a
 solution and a wrong answer in the answer key (``exercise_answers.py``). The last test holds the
@@ -95,6 +96,37 @@ def test_notebook_solution_cells_follow_the_convention(path):
                 f"{where}: start a solution cell with the line '# Solution' (JupyterLab shows "
                 "the first line of a collapsed cell)"
             )
+            assert not cell.get("outputs") and "NBVAL_CHECK_OUTPUT" not in source, (
+                f"{where}: a solution cell is committed without outputs (they give the answer "
+                "away) and so without # NBVAL_CHECK_OUTPUT; run make tutorial, which strips them"
+            )
         if cell["cell_type"] == "code":
             for ex_id in re.findall(r"""check\(\s*["']([^"']+)["']""", source):
                 assert ex_id in EXERCISES, f"{where}: check({ex_id!r}) is not registered"
+
+
+SOLUTION_CELLS = [
+    pytest.param(path, index, id=f"{path.stem[:2]}-cell{index}")
+    for path in NOTEBOOKS
+    for index, cell in enumerate(_cells(path))
+    if "solution" in cell.get("metadata", {}).get("tags", [])
+]
+
+
+@pytest.mark.parametrize(("path", "index"), SOLUTION_CELLS)
+def test_each_notebook_solution_cell_passes_its_check(path, index):
+    """The solution cells are committed without output, so nbval does not see their verdict:
+    run each one here, with the helpers it may use from earlier cells (the answer key's) and a
+    ``check`` that records the feedback, and require *correct* for every check it calls."""
+    import math
+
+    import exercise_answers
+    import torch
+
+    source = "".join(_cells(path)[index]["source"])
+    results = []
+    scope = {**vars(exercise_answers), "math": math, "torch": torch}
+    scope["check"] = lambda ex_id, answer: results.append(feedback(ex_id, answer))
+    exec(compile(source, f"{path.name}, cell {index}", "exec"), scope)
+    assert results, f"{path.name}, cell {index}: the solution calls no check"
+    assert all(r.status == CORRECT for r in results), results

@@ -34,10 +34,17 @@ KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "langua
 
 
 def strip_notebook(nb):
-    """Strip metadata in place like ``nbstripout --keep-output --keep-count``; pin the kernel."""
+    """Strip metadata in place like ``nbstripout --keep-output --keep-count``; pin the kernel.
+
+    Cells tagged ``solution`` lose their outputs and counts too: a committed output would give
+    the answer away in JupyterLab (which shows a collapsed cell's output), on GitHub and in nbviewer.
+    """
     from nbstripout import strip_output
 
     strip_output(nb, keep_output=True, keep_count=True, keep_id=False, extra_keys=STRIP_KEYS)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "solution" in cell.metadata.get("tags", []):
+            cell.outputs, cell.execution_count = [], None
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     return nb
 
