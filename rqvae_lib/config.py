@@ -91,9 +91,10 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 #: 512-256-128, a 32-d latent, 3 levels of 256 codes, beta 0.25) on 384-d all-MiniLM-L6-v2
 #: embeddings, with *this project's* training recipe, not the paper's (notebook 03 sets them side
 #: by side): a heavy reconstruction weight, Adam with a per-step cosine decay from 3e-3 and a small
-#: usage-balancing code bias, the best point of the trade-offs measured by
-#: ``benchmarks/quality.py`` (the measurements are in benchmarks/RESULTS.md). ``RqVae``'s keyword
-#: defaults (k-means init, dead-code restarts after 10 steps) complete it.
+#: usage-balancing code bias: a point chosen from the sweeps of ``benchmarks/quality.py`` where
+#: the perplexity and error targets are met together (the measurements are in
+#: benchmarks/RESULTS.md). ``RqVae``'s keyword defaults (k-means init, dead-code restarts after
+#: 10 steps) complete it.
 TUTORIAL_CONFIG: dict = {
     "input_dim": 384,
     "hidden_dim": [512, 256, 128],

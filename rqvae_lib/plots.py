@@ -17,18 +17,25 @@ from matplotlib.figure import Figure
 LEVEL_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
 
 
-def loss_curves(metrics_csv: str | os.PathLike | pd.DataFrame) -> Figure:
-    """Loss per epoch from a CSVLogger ``metrics.csv``: totals left, components (log) right."""
+def loss_curves(
+    metrics_csv: str | os.PathLike | pd.DataFrame, colors: Mapping[str, str] | None = None
+) -> Figure:
+    """Loss per epoch from a CSVLogger ``metrics.csv``: totals left, components (log) right.
+
+    ``colors`` maps a metric name (``"train_loss"``, ``"val_recon_loss"``, ...) to a matplotlib
+    colour; metrics it leaves out take matplotlib's default cycle.
+    """
+    colors = colors or {}
     df = metrics_csv if isinstance(metrics_csv, pd.DataFrame) else pd.read_csv(metrics_csv)
     df = df.groupby("epoch").mean(numeric_only=True)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
     for key in ("train_loss", "val_loss"):
         if key in df:
-            ax1.plot(df.index + 1, df[key], label=key)
+            ax1.plot(df.index + 1, df[key], label=key, color=colors.get(key))
     parts = ("train_recon_loss", "val_recon_loss", "train_commitment_loss", "train_embedding_loss")
     for key in parts:
         if key in df:
-            ax2.plot(df.index + 1, df[key], label=key)
+            ax2.plot(df.index + 1, df[key], label=key, color=colors.get(key))
     ax2.set_yscale("log")
     ax1.set(xlabel="epoch", ylabel="loss (weighted sum of the terms)", title="total loss")
     ax2.set(
@@ -112,29 +119,37 @@ def _uniform_line(ax, value: float, text: str) -> None:
 
 
 def sorted_code_counts(ids, num_embeddings: int, title: str = "") -> Figure:
-    """One panel per level: items per code, codes sorted from most to least used (linear axes).
+    """Items per code, codes sorted from most to least used: one step line per level, one axis.
 
-    Every panel has its own y tick labels; the dotted line is the uniform share
-    ``num_items / num_embeddings``, its value written beside it.
+    A shared axis lets the levels be compared at a glance (a flat line at the dotted uniform
+    share ``num_items / num_embeddings`` is a perfectly even level); the legend gives each
+    level's codes used.
     """
     ids = np.asarray(torch.as_tensor(ids))
-    levels = ids.shape[1]
-    fig, axes = plt.subplots(1, levels, figsize=(4 * levels, 3.4), squeeze=False)
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
     uniform = len(ids) / num_embeddings
-    for lv, ax in enumerate(axes[0]):
+    top = 0
+    for lv in range(ids.shape[1]):
         counts = np.sort(np.bincount(ids[:, lv], minlength=num_embeddings))[::-1]
         used = int((counts > 0).sum())
-        ax.bar(np.arange(1, num_embeddings + 1), counts, width=1.0, color=LEVEL_COLORS[lv % 5])
-        ax.plot([], [], color=LEVEL_COLORS[lv % 5], lw=6, label=f"{used} of {num_embeddings} used")
-        _uniform_line(ax, uniform, f"uniform: {uniform:.0f} items per code")
-        ax.set(
-            xlabel="code rank (1 = most used)",
-            ylabel="items assigned to the code",
-            title=f"level {lv + 1}",
-            xlim=(0, num_embeddings + 1),
-            ylim=(0, counts.max() * 1.12),
+        ax.step(
+            np.arange(1, num_embeddings + 1),
+            counts,
+            where="mid",
+            lw=1.8,
+            color=LEVEL_COLORS[lv % len(LEVEL_COLORS)],
+            label=f"level {lv + 1}: {used} of {num_embeddings} codes used",
         )
-        ax.legend(fontsize=8, loc="upper right")
+        top = max(top, int(counts.max()))
+    _uniform_line(ax, uniform, f"uniform: {uniform:.0f} items per code")
+    ax.set(
+        xlabel="code rank (1 = most used)",
+        ylabel="items assigned to the code",
+        xlim=(0, num_embeddings + 1),
+        ylim=(0, top * 1.12),
+    )
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title("items per code, each level's codes sorted by use", fontsize=10)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -15,6 +15,17 @@ from typing import Any
 
 import torch
 
+from rqvae_lib.course.analysis import shared_prefix_length
+from rqvae_lib.data import amazon
+from rqvae_lib.data.amazon import item_text, leave_one_out
+from rqvae_lib.evaluate import codebook_stats, perplexity
+from rqvae_lib.quantizer import ResidualQuantizer, VectorQuantizer
+from rqvae_lib.retrieval.metrics import recall_ndcg
+from rqvae_lib.semantic_ids import add_collision_suffix, prefix_groups
+
+#: The words of the hint for an answer that is, or calls, the library's own function.
+LIBRARY_HINT = "the library's own"
+
 # -- notebook 02 ------------------------------------------------------------------------------
 
 
@@ -79,6 +90,24 @@ def _last_code_only(z, codebooks):
     return ids, codebooks[-1][ids[:, -1]]
 
 
+def _library_nearest_code(r, codebook):  # the library's VectorQuantizer does the work
+    vq = VectorQuantizer(len(codebook), r.shape[1], kmeans_init=False, dead_code_steps=0)
+    with torch.no_grad():
+        vq.embedding.weight.copy_(codebook)
+    return vq.nearest(r)
+
+
+def _library_residual_ids(z, codebooks):  # the library's ResidualQuantizer, codebooks copied in
+    rq = ResidualQuantizer(
+        len(codebooks), *codebooks[0].shape, kmeans_init=False, dead_code_steps=0
+    )
+    with torch.no_grad():
+        for level, codebook in zip(rq.levels, codebooks, strict=True):
+            level.embedding.weight.copy_(codebook)
+        out = rq.eval()(z)
+    return out.encoding_indices, out.quantized
+
+
 SOLUTIONS: dict[str, Any] = {
     "02-same-code-perplexity": 1.0,
     "02-nearest-code": nearest_code,
@@ -100,6 +129,7 @@ WRONG_ANSWERS: dict[str, list[tuple[Any, str]]] = {
         (_sum_over_codes, "do not get their nearest code"),
         (_dot_product, "do not get their nearest code"),
         (nearest_code(torch.zeros(2, 2), torch.zeros(3, 2)), "without calling it"),
+        (_library_nearest_code, LIBRARY_HINT),
     ],
     "02-residual-loop": [
         (_quantize_z_every_level, "quantized z again"),
@@ -107,6 +137,7 @@ WRONG_ANSWERS: dict[str, list[tuple[Any, str]]] = {
         (_returns_residual, "last residual"),
         (_ids_only, "Return two things"),
         (_last_code_only, "only the last level's code"),
+        (_library_residual_ids, LIBRARY_HINT),
     ],
 }
 
@@ -150,6 +181,10 @@ def _text_price_unformatted(row):
 
 def _text_comma_separated(row):
     return my_item_text(row).replace("; ", " | ")
+
+
+def _text_by_the_library(row):  # calls rqvae_lib.data.item_text through its module
+    return amazon.item_text(row)
 
 
 def my_vq_losses(r, codebook, beta):
@@ -203,6 +238,10 @@ def _first_level_only(ids):
     return my_collision_rate(ids[:, :1])
 
 
+def _collision_rate_by_the_library(ids):
+    return codebook_stats(ids, int(ids.max()) + 1)["collision_rate"]
+
+
 def _shared_id_share(ids):
     counts = torch.unique(ids, dim=0, return_counts=True)[1]
     return (counts > 1).float().mean().item()
@@ -226,6 +265,8 @@ WRONG_ANSWERS.update(
             (_text_categories_as_list, "Join the categories"),
             (_text_price_unformatted, "two decimals"),
             (_text_comma_separated, "Separate the fields"),
+            (item_text, LIBRARY_HINT),
+            (_text_by_the_library, LIBRARY_HINT),
         ],
         "01-mean-cosine": [
             (0.65, "norm of the mean vector itself"),
@@ -257,6 +298,7 @@ WRONG_ANSWERS.update(
             (_colliding_items_count, "divide by N"),
             (_first_level_only, "first codes only"),
             (_shared_id_share, "share of distinct IDs"),
+            (_collision_rate_by_the_library, LIBRARY_HINT),
         ],
     }
 )
@@ -297,6 +339,35 @@ def count_under_prefix(ids, prefix):
 def prefix_share(ids, a, b, depth):
     """Share of the pairs (a[i], b[i]) whose IDs have the same first ``depth`` codes."""
     return (ids[a, :depth] == ids[b, :depth]).all(dim=1).float().mean().item()
+
+
+def level_perplexities():
+    """(perplexity of A, perplexity of B) of exercise 04-higher-perplexity, from the counts."""
+    level_a = torch.tensor([2500] * 4 + [0] * 252)  # 4 codes of 2,500 items, 252 dead
+    level_b = torch.tensor([9745] + [1] * 255)  # one code of 9,745 items, 255 of one item
+    return perplexity_of(level_a), perplexity_of(level_b)
+
+
+def _perplexity_by_the_library(counts):  # one code per item, then rqvae_lib.evaluate.perplexity
+    codes = torch.repeat_interleave(torch.arange(len(counts)), counts)
+    return perplexity(codes, len(counts))
+
+
+def _dead_fraction_by_the_library(counts):
+    codes = torch.repeat_interleave(torch.arange(len(counts)), counts)[:, None]
+    return 1 - codebook_stats(codes, len(counts))["usage_rate"]
+
+
+def _suffix_by_the_library(ids):
+    return add_collision_suffix(ids)
+
+
+def _count_by_the_library(ids, prefix):
+    return len(prefix_groups(ids, len(prefix)).get(tuple(prefix), []))
+
+
+def _prefix_share_by_the_library(ids, a, b, depth):
+    return float((shared_prefix_length(ids, a.numpy(), b.numpy()) >= depth).mean())
 
 
 def _used_fraction(counts):
@@ -371,7 +442,7 @@ SOLUTIONS.update(
     {
         "04-dead-fraction": dead_fraction,
         "04-perplexity": perplexity_of,
-        "04-higher-perplexity": "A",
+        "04-higher-perplexity": level_perplexities(),
         "05-collision-suffix": collision_suffix,
         "05-count-under-prefix": count_under_prefix,
         "05-prefix-share": prefix_share,
@@ -384,30 +455,45 @@ WRONG_ANSWERS.update(
             (_used_fraction, "fraction of codes in use"),
             (_dead_count, "divide it by K"),
             (_dead_over_items, "divide by K = len(counts)"),
+            (_dead_fraction_by_the_library, LIBRARY_HINT),
         ],
         "04-perplexity": [
             (_entropy_only, "That is the entropy H"),
             (_zeros_kept, "0 * log(0)"),
             (_codes_in_use, "number of codes in use"),
+            (perplexity, LIBRARY_HINT),
+            (_perplexity_by_the_library, LIBRARY_HINT),
         ],
-        "04-higher-perplexity": [
-            ("B", "usage is not perplexity"),
-            (4.0, "'A' or 'B'"),
+        "04-higher-perplexity": [  # the letter alone, right or wrong, is not an answer any more
+            ("A", "could be a guess"),
+            ("B", "could be a guess"),
+            (4.0, "Answer with two numbers"),
+            (("A", 4.0), "must be a number"),
+            ((4.0, 256), "usage, not perplexity"),
+            ((1.30, 4.0), "swapped"),
+            ((1.386, 0.26), "entropies"),
+            ((4.0, 1.0), "a little higher"),
+            ((4.0, 1.0255), "a little higher"),
+            ((252, 1.3), "p = 1/4"),
         ],
         "05-collision-suffix": [
             (_suffix_column_only, "suffix column alone"),
             (_suffix_from_one, "Start counting at 0"),
             (_group_size, "size of the item's group"),
             (_row_number, "counts within each ID"),
+            (add_collision_suffix, LIBRARY_HINT),
+            (_suffix_by_the_library, LIBRARY_HINT),
         ],
         "05-count-under-prefix": [
             (_last_code_only, "compared only code"),
             (_any_code, "not .any"),
+            (_count_by_the_library, LIBRARY_HINT),
         ],
         "05-prefix-share": [
             (_share_of_code_at_depth, "compared only code"),
             (_count_of_pairs, "number of pairs"),
             (_whole_ids, "compared whole IDs"),
+            (_prefix_share_by_the_library, LIBRARY_HINT),
         ],
     }
 )
@@ -446,6 +532,22 @@ def _ndcg_natural_log(rank, k):
     return 1.0 / math.log(rank + 1) if 0 < rank <= k else 0.0
 
 
+def _ndcg_by_the_library(rank, k):  # items 1..k ranked in order, the held-out one is `rank`
+    ranked = torch.arange(1, k + 1)[None]  # (1, k)
+    return recall_ndcg(ranked, [rank or -1], ks=(k,))[f"ndcg@{k}"].mean
+
+
+def _ndcg_per_user_by_the_library(rank, k):  # the library's per-user NDCG of a rank
+    from rqvae_lib.retrieval.metrics import per_user_metric
+
+    return per_user_metric([rank], f"ndcg@{k}")[0].item()
+
+
+def _split_by_the_library(items):
+    split = leave_one_out({0: list(items)})
+    return split.train[0], split.val[0], split.test[0]
+
+
 def _split_last_is_validation(items):
     return items[:-2], items[-1], items[-2]
 
@@ -461,10 +563,14 @@ WRONG_ANSWERS.update(
             (_ndcg_log2_rank, "log2(rank + 1)"),
             (_ndcg_no_cutoff, "below the cut-off"),
             (_ndcg_natural_log, "base-2"),
+            (_ndcg_by_the_library, LIBRARY_HINT),
+            (_ndcg_per_user_by_the_library, LIBRARY_HINT),
         ],
         "06-leave-one-out": [
             (_split_last_is_validation, "LAST one"),
             (_split_keeps_validation, "items[:-2]"),
+            (leave_one_out, LIBRARY_HINT),
+            (_split_by_the_library, LIBRARY_HINT),
         ],
     }
 )

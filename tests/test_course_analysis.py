@@ -38,6 +38,24 @@ def test_category_prediction_leaves_items_alone_under_their_prefix_out():
     assert df.loc[1, "accuracy"] == 0.0
 
 
+def test_category_prediction_random_baseline_scores_the_same_items():
+    # Depth 2: only items 0-1 (both "x") share a prefix. The random baseline shuffles the labels
+    # among the scored items, so it scores those two items too, with their own labels: 1.0. (The
+    # old baseline permuted the IDs over all items, which changed which items were scored.)
+    ids = torch.tensor([[0, 0], [0, 0], [0, 1], [0, 2], [1, 3], [1, 4]])
+    labels = ["x", "x", "y", "y", "y", "z"]
+    df = analysis.category_prediction(ids, labels, repeats=5)
+    assert df.loc[2, "random_ids"] == 1.0
+    # depth 1: all six are scored and shuffled; the label counts stay those of the scored items
+    assert 0.0 <= df.loc[1, "random_ids"] <= 1.0
+    # score_only: depth 1 scored on items 0 and 1 only; the others still vote. Item 0's others
+    # in {0,1,2,3} are x, y, y: wrong, and the same for item 1.
+    only = analysis.category_prediction(ids, labels, score_only=np.array([1, 1, 0, 0, 0, 0], bool))
+    assert np.allclose(only["items_scored"], 2 / 6)
+    assert only.loc[1, "accuracy"] == 0.0 and only.loc[2, "accuracy"] == 1.0
+    assert only.loc[1, "majority_label"] == 0.0  # the two scored items are "x"; "y" is commoner
+
+
 def test_label_spread_counts_prefixes_per_label():
     ids = torch.tensor([[0, 0], [0, 1], [1, 0], [2, 0], [2, 1]])
     spread = analysis.label_spread(ids, ["a", "a", "a", "b", "b"], depth=1)
@@ -87,6 +105,50 @@ def test_pair_prefix_sharing_finds_planted_structure():
     assert pairs.shape == (200, 2)
     df = analysis.pair_prefix_sharing(ids, item_ids, pairs)
     assert df.loc[1, "pairs"] == 1.0 and df.loc[1, "lift"] > 3
+
+
+def test_pair_prefix_sharing_exact_random_rate_matches_the_draws():
+    rng = np.random.default_rng(0)
+    ids = torch.as_tensor(rng.integers(0, 4, size=(60, 3)))
+    item_ids = np.arange(1, 61)
+    pairs = rng.integers(1, 61, size=(3000, 2))
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    exact = analysis.pair_prefix_sharing(ids, item_ids, pairs, exact=True)
+    drawn = np.mean(
+        [
+            analysis.pair_prefix_sharing(ids, item_ids, pairs, seed=s)["random_pairs"]
+            for s in range(40)
+        ],
+        axis=0,
+    )
+    np.testing.assert_allclose(exact["random_pairs"], drawn, rtol=0.05)
+    assert (exact["pairs_low"] <= exact["pairs"]).all() and (
+        exact["pairs"] <= exact["pairs_high"]
+    ).all()
+    assert (exact["lift_low"] <= exact["lift"]).all() and (
+        exact["lift"] <= exact["lift_high"]
+    ).all()
+    # a hand case: items 0, 1 share a prefix, 2 does not; pairs (1,2), (2,1) as P5 ids 1..3
+    ids = torch.tensor([[0], [0], [1]])
+    df = analysis.pair_prefix_sharing(ids, [1, 2, 3], np.array([[1, 2], [2, 3]]), exact=True)
+    # pool: item 0 once, item 1 twice, item 2 once (4 entries). First items 0 and 1:
+    # 0 -> (n_p - n_a) / (4 - n_a) = (3 - 1) / 3; 1 -> (3 - 2) / (4 - 2) = 1 / 2
+    assert df.loc[1, "random_pairs"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert df.loc[1, "pairs"] == 0.5
+
+
+def test_neighbour_prefix_depths_distinct_random_never_draws_the_item_itself():
+    ids = torch.arange(5)[:, None]  # every item its own prefix: sharing means drawing oneself
+    features = torch.eye(5)
+    _, rand = analysis.neighbour_prefix_depths(ids, features, k=4, sample=5, distinct_random=True)
+    assert (rand == 0).all()
+    # euclidean: on a line, item 0's nearest item is 1 (cosine would call them all equal)
+    line = torch.tensor([[1.0], [2.0], [10.0], [11.0]])
+    ids = torch.tensor([[0], [0], [1], [1]])
+    near, _ = analysis.neighbour_prefix_depths(ids, line, k=1, sample=4, metric="euclidean")
+    assert (near == 1).all()
+    with pytest.raises(ValueError, match="metric"):
+        analysis.neighbour_prefix_depths(ids, line, metric="manhattan")
 
 
 def test_neighbours_and_reconstruction_error():

@@ -13,6 +13,10 @@ The rule, precisely:
   the reader can see, like ``lr=0.02``). A quoted figure is covered when some shown number,
   rounded to the figure's decimals, equals it (``0.2963`` covers ``0.30`` and ``0.296``); a
   percentage is also covered by the fraction (``0.0906`` covers ``9.1%``) and the other way round.
+- A figure written as approximate (after "about", "around", "roughly", "nearly", "~" or "≈")
+  is covered by a shown number within one unit of its last digit (``about 0.32`` by anything
+  from ``0.31`` to ``0.33``): the way to quote a result that moves in its last digit from one
+  CPU, or one seed, to another.
 - A figure is *cited* when its paragraph (a block of lines between blank lines; each list item
   and table row is its own paragraph) either links an external source (``https://...``, e.g.
   a paper) or names a file of this repository (``benchmarks/RESULTS.md``,
@@ -51,6 +55,7 @@ SKIP_BEFORE = re.compile(
     r"\s*$",
     re.IGNORECASE,
 )
+APPROXIMATE = re.compile(r"(?:\babout|\baround|\broughly|\bnearly|~|≈)\s*$", re.IGNORECASE)
 LINK_TARGET = re.compile(r"\]\(([^)\s]+)[^)]*\)")
 URL = re.compile(r"https?://\S+")
 REPO_FILE = re.compile(r"[\w./-]+\.(?:md|ipynb|py|json|jsonl|csv|txt|yaml)\b")
@@ -109,8 +114,10 @@ def _source(cell: dict) -> str:
     return src if isinstance(src, str) else "".join(src)
 
 
-def _covered(value: float, decimals: int, pct: bool, shown: list[tuple[float, bool]]) -> bool:
-    tolerance = 0.5 * 10.0**-decimals + 1e-9
+def _covered(
+    value: float, decimals: int, pct: bool, shown: list[tuple[float, bool]], approx: bool = False
+) -> bool:
+    tolerance = (1.0 if approx else 0.5) * 10.0**-decimals + 1e-9
     for v, v_pct in shown:
         candidates = [v]
         if pct and not v_pct:
@@ -122,8 +129,8 @@ def _covered(value: float, decimals: int, pct: bool, shown: list[tuple[float, bo
     return False
 
 
-def quoted_figures(markdown: str) -> list[tuple[str, str, float, int, bool]]:
-    """``(paragraph, figure as written, value, decimals, is a percentage)`` for each figure."""
+def quoted_figures(markdown: str) -> list[tuple[str, str, float, int, bool, bool]]:
+    """``(paragraph, figure as written, value, decimals, is a percentage, is approximate)``."""
     found = []
     for para in _paragraphs(markdown):
         text = URL.sub(" ", LINK_TARGET.sub("]( )", para))
@@ -131,7 +138,9 @@ def quoted_figures(markdown: str) -> list[tuple[str, str, float, int, bool]]:
             if SKIP_BEFORE.search(text[max(0, m.start() - 12) : m.start()]):
                 continue
             integer, frac, pct = m.group(2).replace(",", ""), m.group(3), bool(m.group(4))
-            found.append((para, m.group(0).strip(), float(f"{integer}.{frac}"), len(frac), pct))
+            approx = bool(APPROXIMATE.search(text[max(0, m.start() - 10) : m.start()]))
+            value = float(f"{integer}.{frac}")
+            found.append((para, m.group(0).strip(), value, len(frac), pct, approx))
     return found
 
 
@@ -164,11 +173,13 @@ def unsupported_figures(nb: dict, root: Path = REPO, here: Path = NOTEBOOK_DIR) 
     for index, cell in enumerate(nb["cells"]):
         if cell["cell_type"] != "markdown":
             continue
-        for para, written, value, decimals, pct in quoted_figures(_source(cell)):
-            if _covered(value, decimals, pct, shown):
+        for para, written, value, decimals, pct, approx in quoted_figures(_source(cell)):
+            if _covered(value, decimals, pct, shown, approx):
                 continue
             external, files = _citations(para, root, here)
-            if external or any(_covered(value, decimals, pct, _file_shown(f)) for f in files):
+            if external or any(
+                _covered(value, decimals, pct, _file_shown(f), approx) for f in files
+            ):
                 continue
             sentence = " ".join(para.split())
             at = max(sentence.find(written), 0)
@@ -214,6 +225,14 @@ def test_checker_accepts_a_figure_an_output_shows_rounded(tmp_path: Path) -> Non
     # a constant visible in the code counts as shown
     nb = _notebook("Adam with a learning rate of 0.02.", code="opt = Adam(params, lr=0.02)")
     assert unsupported_figures(nb, tmp_path, tmp_path) == []
+
+
+def test_an_approximate_figure_is_covered_within_one_unit_of_its_last_digit(tmp_path) -> None:
+    printed = "error: 0.3262\n"
+    for prose in ("The error is about 0.32.", "An error of ~0.33.", "Roughly 0.32 here."):
+        assert unsupported_figures(_notebook(prose, printed), tmp_path, tmp_path) == [], prose
+    for prose in ("The error is 0.32.", "The error is about 0.30.", "About 0.3 at most: 0.35."):
+        assert len(unsupported_figures(_notebook(prose, printed), tmp_path, tmp_path)) == 1, prose
 
 
 def test_checker_accepts_an_external_citation_in_the_same_paragraph(tmp_path: Path) -> None:

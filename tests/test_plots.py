@@ -17,9 +17,13 @@ def test_sorted_code_counts_figure():
     ids = torch.stack([torch.arange(64) % 16, torch.zeros(64, dtype=torch.long)], 1)
     fig = plots.sorted_code_counts(ids, 16, title="counts")
     check_figure(fig)
-    assert len(fig.axes) == 2
-    assert "1 of 16 used" in fig.axes[1].get_legend().get_texts()[0].get_text()
+    assert len(fig.axes) == 1  # every level on one shared axis
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["level 1: 16 of 16 codes used", "level 2: 1 of 16 codes used"]
     assert any("uniform: 4 items" in t.get_text() for t in fig.axes[0].texts)
+    # a step line per level: the most used code of level 2 holds all 64 items, level 1 4 each
+    lines = [line for line in fig.axes[0].lines if line.get_label().startswith("level")]
+    assert [max(line.get_ydata()) for line in lines] == [4, 64]
 
 
 def test_usage_over_epochs_is_linear_with_a_line_at_k_and_early_epochs_visible(small_run):
@@ -67,3 +71,24 @@ def test_retrieval_curves_plot_each_records_losses_and_validated_epochs():
     assert [list(line.get_ydata()) for line in recall.get_lines()] == [[0.1, 0.3], [0.2]]
     assert [t.get_text() for t in recall.get_legend().get_texts()] == ["a", "B (label)"]
     assert "recall@10" in recall.get_ylabel()
+
+
+def test_loss_curves_take_a_colour_per_metric_and_default_the_rest():
+    import matplotlib.colors as mcolors
+    import pandas as pd
+
+    metrics = pd.DataFrame(
+        {
+            "epoch": [0, 1],
+            "train_loss": [1.0, 0.5],
+            "val_loss": [1.1, 0.6],
+            "train_recon_loss": [0.5, 0.2],
+            "val_recon_loss": [0.6, 0.3],
+        }
+    )
+    fig = plots.loss_curves(metrics, colors={"train_loss": "tab:purple", "val_recon_loss": "k"})
+    lines = [line for ax in fig.axes for line in ax.lines]
+    colour = {line.get_label(): mcolors.to_hex(line.get_color()) for line in lines}
+    assert colour["train_loss"] == mcolors.to_hex("tab:purple")
+    assert colour["val_recon_loss"] == mcolors.to_hex("k")
+    assert colour["val_loss"] not in (colour["train_loss"], colour["val_recon_loss"])

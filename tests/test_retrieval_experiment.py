@@ -10,7 +10,7 @@ import torch
 from retrieval_helpers import shared_task, task_data
 
 from rqvae_lib.config import DEFAULT_SEED
-from rqvae_lib.retrieval import Seq2SeqConfig, TrainConfig, evaluate_retrieval
+from rqvae_lib.retrieval import Seq2SeqConfig, TrainConfig, evaluate_retrieval, per_user_metric
 from rqvae_lib.retrieval.experiment import (
     CPU_BUDGET,
     FAST_BUDGET,
@@ -103,7 +103,7 @@ def test_the_run_functions_select_on_the_subset_and_score_every_test_user() -> N
         "task": (task.tokenizer.semantic_ids, item_ids),
         "random": (torch.randint(0, 8, (len(item_ids), 2)), item_ids),
     }
-    seq2seq = run_seq2seq(data, tables, "tiny", config, ks, val_users=20)
+    seq2seq = run_seq2seq(data, tables, "tiny", config, ks, val_users=20, keep_ranks=True)
     assert list(seq2seq) == ["task", "random"]
     for source, (model, record) in seq2seq.items():
         assert record["ids"] == source and record["preset"] == "tiny"
@@ -112,7 +112,13 @@ def test_the_run_functions_select_on_the_subset_and_score_every_test_user() -> N
         assert record["test"].keys() == metrics
         test = evaluate_retrieval(model, data.samples.test, ks)  # every test user, not 20
         assert record["test"]["recall@10"] == [test["recall@10"].mean, test["recall@10"].sem]
+        # keep_ranks: one rank per test user, which gives the record's means user by user.
+        ranks = record["test_ranks"]
+        assert len(ranks) == len(data.samples.test.targets) and 0 <= min(ranks) <= max(ranks) <= 10
+        for name, (mean, _) in record["test"].items():
+            assert per_user_metric(ranks, name).mean().item() == pytest.approx(mean, abs=1e-12)
     model, record = run_sasrec(data, "ce", config, ks, val_users=20)
+    assert "test_ranks" not in record  # only when asked for
     assert record["model"] == "sasrec" and record["loss"] == "ce" and record["epochs"] == 2
     assert record["test"].keys() == metrics
     test = evaluate_retrieval(model, data.samples.test, ks)
@@ -120,3 +126,8 @@ def test_the_run_functions_select_on_the_subset_and_score_every_test_user() -> N
     popular = run_most_popular(data, ks)
     assert popular["name"] == "most popular" and popular["test"].keys() == metrics
     assert "parameters" not in popular and "epochs" not in popular
+    assert "test_ranks" not in popular
+    ranks = run_most_popular(data, ks, keep_ranks=True)["test_ranks"]
+    assert per_user_metric(ranks, "ndcg@10").mean().item() == pytest.approx(
+        popular["test"]["ndcg@10"][0], abs=1e-12
+    )

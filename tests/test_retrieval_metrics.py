@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from rqvae_lib.data.amazon import leave_one_out
-from rqvae_lib.retrieval import drop_history, hit_ranks, most_popular, recall_ndcg
+from rqvae_lib.retrieval import (
+    drop_history,
+    hit_ranks,
+    most_popular,
+    per_user_metric,
+    recall_ndcg,
+    user_ranks,
+)
 
 
 def test_recall_and_ndcg_by_hand() -> None:
@@ -52,3 +59,24 @@ def test_most_popular_counts_training_interactions_with_id_tie_break() -> None:
         [2, 5, -1],
         [3, 2, 5],
     ]
+
+
+def test_per_user_values_from_ranks_give_recall_ndcgs_means_and_errors() -> None:
+    ranked = torch.arange(1, 21).repeat(5, 1)  # items 1..20 in order for every user
+    targets = [1, 3, 7, 15, 99]  # ranks 1, 3, 7, 15 and a miss
+    ranks = user_ranks(ranked, targets, k=10)
+    assert ranks.tolist() == [1, 3, 7, 0, 0]  # rank 15 is beyond the top 10: a miss there
+    assert user_ranks(ranked, targets, k=20).tolist() == [1, 3, 7, 15, 0]
+    assert per_user_metric(ranks, "recall@5").tolist() == [1.0, 1.0, 0.0, 0.0, 0.0]
+    assert per_user_metric(ranks, "ndcg@10").tolist() == pytest.approx([1, 0.5, 1 / 3, 0, 0])
+    m = recall_ndcg(ranked, targets, ks=(5, 10))
+    for name, value in m.items():
+        per_user = per_user_metric(ranks, name)
+        assert per_user.mean().item() == pytest.approx(value.mean, abs=1e-15), name
+        assert (per_user.std() / math.sqrt(5)).item() == pytest.approx(value.sem, abs=1e-15)
+    # The history rule is recall_ndcg's: item 3 moves to rank 2 once items 1 and 2 are dropped.
+    assert user_ranks(ranked[:1], [3], 10, [[1, 2]], exclude_history=True).tolist() == [1]
+    with pytest.raises(ValueError):
+        user_ranks(ranked, targets, 10, exclude_history=True)  # no histories
+    with pytest.raises(ValueError):
+        per_user_metric(ranks, "mrr@10")

@@ -55,18 +55,30 @@ def prefix_tree_summary(ids: Tensor | np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("depth")
 
 
-def _loo_majority_accuracy(keys: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+def _loo_majority_accuracy(
+    keys: np.ndarray, labels: np.ndarray, score_only: np.ndarray | None = None
+) -> tuple[float, float]:
     """Leave-one-out majority vote within groups: ``(accuracy, share of items scored)``.
 
     An item is scored only if at least one *other* item has its key; its prediction is the most
     common label among those others (ties go to the commoner label overall). Items alone under
     their key are left out rather than given a fallback guess, so the accuracy measures what the
-    groups carry, not how many items happen to be alone.
+    groups carry, not how many items happen to be alone. ``score_only`` (a boolean mask over the
+    items) scores only the masked items; every item still votes.
     """
     num_labels = int(labels.max()) + 1
     counts = np.zeros((int(keys.max()) + 1, num_labels), dtype=np.int64)
     np.add.at(counts, (keys, labels), 1)
     prior = np.bincount(labels, minlength=num_labels) * 1e-9  # ties go to the commoner label
+    if score_only is not None:  # per item (the same vote as below, item by item)
+        rows = np.flatnonzero(score_only)
+        others = counts[keys[rows]].copy()
+        others[np.arange(len(rows)), labels[rows]] -= 1
+        scored = others.sum(1) > 0
+        correct = np.argmax(others + prior, axis=1) == labels[rows]
+        if not scored.any():
+            return float("nan"), 0.0
+        return float(correct[scored].mean()), int(scored.sum()) / len(labels)
     pairs, weight = np.unique(np.stack([keys, labels], 1), axis=0, return_counts=True)
     others = counts[pairs[:, 0]].copy()  # (num_pairs, num_labels): the group's label counts
     others[np.arange(len(pairs)), pairs[:, 1]] -= 1  # ... without the item itself
@@ -79,35 +91,49 @@ def _loo_majority_accuracy(keys: np.ndarray, labels: np.ndarray) -> tuple[float,
 
 
 def category_prediction(
-    ids: Tensor | np.ndarray, labels: Sequence, seed: int = 0, repeats: int = 3
+    ids: Tensor | np.ndarray,
+    labels: Sequence,
+    seed: int = 0,
+    repeats: int = 3,
+    score_only: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """How well the ID prefix at each depth predicts a label, against random IDs and a guess.
 
     An item's prediction is the most common label among the *other* items that share its prefix
     (leave-one-out). Items alone under their prefix have nothing to vote with and are not scored:
-    ``items_scored`` is the share of items that are. Two baselines: ``random_ids`` shuffles the
-    IDs over the items (the same prefix-tree sizes, hence the same items scored, and no meaning),
+    ``items_scored`` is the share of items that are. Two baselines, scored on exactly the items
+    that ``accuracy`` scores: ``random_ids`` shuffles the labels among the scored items at each
+    depth (the same groups and group sizes, the same items and label counts, no meaning),
     averaged over ``repeats`` draws; ``majority_label`` always guesses the overall commonest
-    label, scored on the same items as ``accuracy``.
+    label. ``score_only`` (a boolean mask over the items, e.g. the items scored at the deepest
+    depth) scores only those items at every depth, so that depths compare on the same items;
+    all items still vote, and the shuffle of ``random_ids`` is then among the scored items of
+    the mask.
     """
     ids = _ids(ids)
     codes, _ = pd.factorize(pd.Series(list(labels)), sort=True)
     majority = int(np.bincount(codes).argmax())
+    mask = None if score_only is None else np.asarray(score_only, dtype=bool).reshape(-1)
     rng = np.random.default_rng(seed)
-    shuffles = [rng.permutation(len(codes)) for _ in range(repeats)]
     rows = []
     for depth in range(1, ids.shape[1] + 1):
         keys = prefix_keys(ids, depth)
-        accuracy, scored = _loo_majority_accuracy(keys, codes)
-        in_group = np.bincount(keys)[keys] >= 2
+        accuracy, scored = _loo_majority_accuracy(keys, codes, mask)
+        in_group = np.bincount(keys)[keys] >= 2  # the items scored at this depth
+        if mask is not None:
+            in_group &= mask
+        members = np.flatnonzero(in_group)
+        random_scores = []
+        for _ in range(repeats):
+            shuffled = codes.copy()
+            shuffled[members] = codes[rng.permutation(members)]
+            random_scores.append(_loo_majority_accuracy(keys, shuffled, mask)[0])
         rows.append(
             {
                 "depth": depth,
                 "items_scored": scored,
                 "accuracy": accuracy,
-                "random_ids": float(
-                    np.mean([_loo_majority_accuracy(keys[p], codes)[0] for p in shuffles])
-                ),
+                "random_ids": float(np.mean(random_scores)) if members.size else float("nan"),
                 "majority_label": float(np.mean(codes[in_group] == majority))
                 if in_group.any()
                 else float("nan"),
@@ -148,7 +174,11 @@ def shared_prefix_length(ids: Tensor | np.ndarray, a: np.ndarray, b: np.ndarray)
 
 
 def pair_prefix_sharing(
-    ids: Tensor | np.ndarray, item_ids: Sequence[int], pairs: np.ndarray, seed: int = 0
+    ids: Tensor | np.ndarray,
+    item_ids: Sequence[int],
+    pairs: np.ndarray,
+    seed: int = 0,
+    exact: bool = False,
 ) -> pd.DataFrame:
     """Fraction of item pairs sharing the ID prefix at each depth, against random pairs.
 
@@ -156,14 +186,52 @@ def pair_prefix_sharing(
     :func:`consecutive_pairs`). Random pairs keep each pair's first item and draw a different
     second one from all pair items (same popularity). Columns: ``pairs``, ``random_pairs`` and
     ``lift`` (their ratio; NaN where no random pair shares the prefix).
+
+    ``exact=True`` computes ``random_pairs`` exactly instead of by one draw: for a pair whose
+    first item is ``a``, the chance that the second item, drawn from all pair items by
+    popularity and never ``a`` itself, shares ``a``'s prefix is ``(n_p - n_a) / (2P - n_a)``
+    (``n_p``: how often items with ``a``'s prefix appear in the P pairs, ``n_a``: how often
+    ``a`` does), averaged over the pairs. It also adds 95% Clopper-Pearson intervals for the
+    share of real pairs (``pairs_low``, ``pairs_high``; they treat the pairs as independent
+    draws) and the lift they give (``lift_low``, ``lift_high``).
     """
     ids = _ids(ids)
     row_of = {int(item): row for row, item in enumerate(item_ids)}
     rows = np.vectorize(row_of.__getitem__, otypes=[np.int64])(pairs)
+    real = shared_prefix_length(ids, rows[:, 0], rows[:, 1])
+    if exact:
+        from scipy.stats import beta
+
+        weight = np.bincount(rows.reshape(-1), minlength=ids.shape[0]).astype(np.float64)
+        total, first = weight.sum(), rows[:, 0]
+        out = []
+        for d in range(1, ids.shape[1] + 1):
+            keys = prefix_keys(ids, d)
+            under = np.bincount(keys, weights=weight)[keys]  # pair entries under each prefix
+            chance = (under[first] - weight[first]) / (total - weight[first])
+            k, n = int(np.sum(real >= d)), len(real)
+            low = beta.ppf(0.025, k, n - k + 1) if k > 0 else 0.0
+            high = beta.ppf(0.975, k + 1, n - k) if k < n else 1.0
+            out.append(
+                {
+                    "depth": d,
+                    "pairs": k / n,
+                    "random_pairs": float(chance.mean()),
+                    "pairs_low": float(low),
+                    "pairs_high": float(high),
+                }
+            )
+        df = pd.DataFrame(out).set_index("depth")
+        random = df["random_pairs"].replace(0.0, np.nan)
+        df["lift"] = df["pairs"] / random
+        df["lift_low"] = df["pairs_low"] / random
+        df["lift_high"] = df["pairs_high"] / random
+        return df[
+            ["pairs", "random_pairs", "lift", "pairs_low", "pairs_high", "lift_low", "lift_high"]
+        ]
     rng = np.random.default_rng(seed)
     random_b = rng.choice(rows.reshape(-1), size=len(rows))
     distinct = random_b != rows[:, 0]  # like the real pairs, never an item with itself
-    real = shared_prefix_length(ids, rows[:, 0], rows[:, 1])
     rand = shared_prefix_length(ids, rows[distinct, 0], random_b[distinct])
     out = [
         {
@@ -227,21 +295,40 @@ def neighbour_prefix_depths(
     k: int = 10,
     sample: int = 1000,
     seed: int = 0,
+    distinct_random: bool = False,
+    metric: str = "cosine",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shared prefix length between sampled items and their ``k`` embedding neighbours, and
-    between the same items and ``k`` random items: two flat arrays to compare."""
+    between the same items and ``k`` random items: two flat arrays to compare.
+
+    ``distinct_random=True`` never draws a sampled item itself as one of its random items (like
+    its neighbours, which never include it); by default a random item may be the item itself.
+    ``metric``: ``"cosine"`` (default) or ``"euclidean"`` (nearest by squared distance, the
+    lookup's metric in an RQ-VAE latent) picks the neighbours.
+    """
+    if metric not in ("cosine", "euclidean"):
+        raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
     ids = _ids(ids)
     rng = np.random.default_rng(seed)
     n = ids.shape[0]
     queries = rng.choice(n, size=min(sample, n), replace=False)
-    x = F.normalize(torch.as_tensor(features, dtype=torch.float32), dim=1)
-    sims = x[queries] @ x.T
+    x = torch.as_tensor(features, dtype=torch.float32)
+    if metric == "cosine":
+        x = F.normalize(x, dim=1)
+        sims = x[queries] @ x.T
+    else:  # minus the squared distance, up to a per-query constant
+        sims = 2 * x[queries] @ x.T - (x * x).sum(1)
     sims[torch.arange(len(queries)), torch.as_tensor(queries)] = -float("inf")
     nn_rows = sims.topk(k, dim=1).indices.numpy()
     a = np.repeat(queries, k)
+    if distinct_random:  # draw among the n - 1 other items: skip over the item itself
+        random_rows = rng.integers(0, n - 1, size=a.size)
+        random_rows += random_rows >= a
+    else:
+        random_rows = rng.integers(0, n, size=a.size)
     return (
         shared_prefix_length(ids, a, nn_rows.reshape(-1)),
-        shared_prefix_length(ids, a, rng.integers(0, n, size=a.size)),
+        shared_prefix_length(ids, a, random_rows),
     )
 
 

@@ -13,16 +13,24 @@ hint), so a notebook runs top to bottom as committed. It raises only for an unkn
 An exercise is a checker registered with :func:`exercise` under an id ``"NN-short-name"``
 (``NN``: its notebook). The checker receives the answer and returns ``None`` when it is right,
 or a hint (a ``str``) when it is wrong; it raises :class:`NotDone` when the answer is still a
-placeholder. Each exercise's reference solution and typical wrong answers live with the tests
-(``tests/exercise_answers.py``), outside the installed package, so a student who installs it
-cannot import the answers; the tests run every registered exercise through both.
+placeholder. A function exercise also names the library functions that compute its answer
+(``library=``): an answer that *is* one of them, or whose code calls one, is *not right yet*
+whatever it returns, since the exercise is to write it. Each exercise's reference solution and
+typical wrong answers live with the tests (``tests/exercise_answers.py``), outside the installed
+package, so a student who installs it cannot import the answers; the tests run every registered
+exercise through both.
 How the notebooks lay out an exercise is in ``site/CONVENTIONS.md``.
 """
 
 from __future__ import annotations
 
+import builtins
+import functools
+import inspect
 import math
-from collections.abc import Callable
+import sys
+import types
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +69,9 @@ class Exercise:
         checker: ``checker(answer) -> None | str``: None when right, else a hint.
         placeholder: what the answer cell holds as committed (reported as not done yet).
         explanation: printed with "correct": why the answer is right.
+        library: the library functions that compute the answer, as ``"module:qualname"``
+            (``"rqvae_lib.data.amazon:item_text"``); an answer that is one of them, or calls
+            one, is wrong (:func:`library_use`).
     """
 
     id: str
@@ -68,19 +79,32 @@ class Exercise:
     checker: Callable[[Any], str | None]
     placeholder: Any = ...
     explanation: str = ""
+    library: tuple[str, ...] = ()
 
 
 #: Every exercise, by id; filled by :func:`exercise` when this module is imported.
 EXERCISES: dict[str, Exercise] = {}
 
 
-def exercise(exercise_id: str, *, question: str, placeholder: Any = ..., explanation: str = ""):
-    """Decorator: register the decorated function as the checker of ``exercise_id``."""
+def exercise(
+    exercise_id: str,
+    *,
+    question: str,
+    placeholder: Any = ...,
+    explanation: str = "",
+    library: tuple[str, ...] = (),
+):
+    """Decorator: register the decorated function as the checker of ``exercise_id``.
+
+    ``library`` names the library functions that compute the answer (``"module:qualname"``).
+    """
 
     def register(checker: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
         if exercise_id in EXERCISES:
             raise ValueError(f"exercise {exercise_id!r} is registered twice")
-        EXERCISES[exercise_id] = Exercise(exercise_id, question, checker, placeholder, explanation)
+        EXERCISES[exercise_id] = Exercise(
+            exercise_id, question, checker, placeholder, explanation, tuple(library)
+        )
         return checker
 
     return register
@@ -97,6 +121,10 @@ def feedback(exercise_id: str, answer: Any) -> Feedback:
         return Feedback(
             ex.id, NOT_DONE, "Replace the `...` with your answer, then run the cell again."
         )
+    if ex.library and callable(answer):
+        hint = _library_hint(answer, ex.library)
+        if hint is not None:
+            return Feedback(ex.id, WRONG, hint)
     try:
         hint = ex.checker(answer)
     except NotDone as reason:
@@ -116,6 +144,120 @@ def feedback(exercise_id: str, answer: Any) -> Feedback:
 def check(exercise_id: str, answer: Any) -> None:
     """Print whether ``answer`` solves exercise ``exercise_id``: not done yet, correct, or a hint."""
     print(feedback(exercise_id, answer))
+
+
+# -- answers that are the library's own function ---------------------------------------------
+
+
+def _library_objects(paths: tuple[str, ...]) -> tuple[dict[int, str], dict[str, str]]:
+    """The declared functions: ``{id(object): dotted name}`` for those already imported, and
+    ``{short name: dotted name}`` for all. A module not imported yet holds no object that an
+    answer could be, so nothing is imported here."""
+    objects, names = {}, {}
+    for path in paths:
+        module_name, _, qualname = path.partition(":")
+        dotted = f"{module_name}.{qualname}"
+        names[qualname.rsplit(".", 1)[-1]] = dotted
+        obj = sys.modules.get(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part, None)
+        if obj is not None:
+            objects[id(obj)] = dotted
+    return objects, names
+
+
+def _unwrap(obj: Any) -> Any:
+    """The function behind a bound method, a functools.partial or a decorator's wrapper."""
+    for _ in range(8):
+        if isinstance(obj, functools.partial):
+            obj = obj.func
+        elif inspect.ismethod(obj):
+            obj = obj.__func__
+        elif inspect.isfunction(obj) and inspect.isfunction(getattr(obj, "__wrapped__", None)):
+            obj = obj.__wrapped__
+        else:
+            break
+    return obj
+
+
+def _code_objects(code: types.CodeType) -> Iterator[types.CodeType]:
+    """``code`` and every code object nested in it (inner functions, lambdas, comprehensions)."""
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_objects(const)
+
+
+def library_use(answer: Any, library: tuple[str, ...]) -> tuple[str, bool] | None:
+    """Which of the ``library`` functions (``"module:qualname"``) ``answer`` is or calls.
+
+    Returns ``(dotted name, True)`` when the answer *is* the function (also through a bound
+    method, a partial or a wrapper), ``(dotted name, False)`` when its code names it: a global
+    of the answer bound to it, or an attribute or imported name spelled like it
+    (``rqvae_lib.data.item_text(row)``), in the answer's code or any code nested in it, or in a
+    helper function of the answer's own module that it calls. ``None`` when it does neither.
+    Names are read from the compiled code (``co_names``), so a local variable, a string or a
+    comment never counts.
+    """
+    objects, names = _library_objects(library)
+    answer = _unwrap(answer)
+    if id(answer) in objects:
+        return objects[id(answer)], True
+    module = getattr(answer, "__module__", None)
+    seen: set[int] = set()
+
+    def uses(fn: Any) -> str | None:
+        fn = _unwrap(fn)
+        code = getattr(fn, "__code__", None)
+        if not isinstance(code, types.CodeType) or id(fn) in seen:
+            return None
+        seen.add(id(fn))
+        scope = getattr(fn, "__globals__", {})
+        values = []
+        for cell in getattr(fn, "__closure__", None) or ():
+            try:
+                values.append(cell.cell_contents)
+            except ValueError:  # an empty cell
+                continue
+        for c in _code_objects(code):
+            for name in c.co_names:
+                if name in scope:
+                    values.append(scope[name])
+                elif name in names and not hasattr(builtins, name):
+                    return names[name]  # an attribute, or a name imported inside the code
+        for value in values:
+            target = _unwrap(value)
+            if id(target) in objects:
+                return objects[id(target)]
+            if inspect.isfunction(target) and target.__module__ == module:  # a helper of theirs
+                if found := uses(target):
+                    return found
+        return None
+
+    found = uses(answer)
+    return None if found is None else (found, False)
+
+
+def _library_hint(answer: Any, library: tuple[str, ...]) -> str | None:
+    """The hint for an answer that is, or calls, one of the library's own functions."""
+    try:
+        use = library_use(answer, library)
+    except Exception:  # never let the inspection itself fail a check
+        return None
+    if use is None:
+        return None
+    dotted, itself = use
+    short = dotted.rsplit(".", 1)[-1]
+    if itself:
+        return (
+            f"That is the library's own {short} ({dotted}); write it yourself: the exercise is "
+            "to compute the answer without it. The check compares your function with it."
+        )
+    return (
+        f"Your function calls the library's own {short} ({dotted}); write it yourself, without "
+        "it: the exercise is to compute the answer with plain Python or torch. The check "
+        "compares your function with it."
+    )
 
 
 # -- helpers for checkers ---------------------------------------------------------------------
@@ -208,6 +350,7 @@ def _item_rows() -> list:
 
 @exercise(
     "01-item-text",
+    library=("rqvae_lib.data.amazon:item_text", "rqvae_lib.data.amazon:build_item_texts"),
     question="Write my_item_text(row): the text of one item (a row of the item table, with "
     "title, brand, categories and price) in the template 'Title: ...; Brand: ...; Categories: "
     "a, b, c; Price: $12.00', leaving out every field that is missing (None or NaN, or an "
@@ -355,6 +498,7 @@ def _nearest_code_cases() -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 @exercise(
     "02-nearest-code",
+    library=("rqvae_lib.quantizer:VectorQuantizer.nearest", "rqvae_lib.quantizer:VectorQuantizer"),
     question="Write nearest_code(r, codebook): for r of shape (N, D) and a codebook (K, D), "
     "return the (N,) int64 indices of each row's nearest code (squared Euclidean distance).",
     placeholder=_unwritten,
@@ -431,6 +575,7 @@ def _reference_residual(z: torch.Tensor, codebooks: list[torch.Tensor]):
 
 @exercise(
     "02-residual-loop",
+    library=("rqvae_lib.quantizer:ResidualQuantizer",),
     question="Write residual_ids(z, codebooks): quantize z (N, D) with the list of L codebooks "
     "(each (K, D)), level by level on the residual, and return the semantic IDs (N, L) and the "
     "reconstruction (N, D), the sum of the chosen codes.",
@@ -525,6 +670,7 @@ def _vq_losses_grads(answer: Any, r: torch.Tensor, codebook: torch.Tensor, which
 
 @exercise(
     "02-vq-losses",
+    library=("rqvae_lib.quantizer:VectorQuantizer", "rqvae_lib.quantizer:ResidualQuantizer"),
     question="Write my_vq_losses(r, codebook, beta): for one level, with r (N, D) the vectors it "
     "quantizes and a codebook (K, D), return (codebook_loss, commitment_loss): "
     "||sg[r] - e||^2 and beta * ||r - sg[e]||^2, e the nearest code of each row, each squared "
@@ -693,6 +839,7 @@ def _collision_cases() -> list[torch.Tensor]:
 
 @exercise(
     "03-collision-rate",
+    library=("rqvae_lib.evaluate:codebook_stats",),
     question="Write my_collision_rate(ids): for a table of semantic IDs (N, L), one row per item, "
     "return the share of the N items whose full ID (all L codes) is also the ID of at least one "
     "other item: a number between 0 and 1.",
@@ -767,6 +914,7 @@ def _as_number(out: Any) -> float | str:
 
 @exercise(
     "04-dead-fraction",
+    library=("rqvae_lib.evaluate:codebook_stats",),
     question="Write my_dead_fraction(counts): counts (K,) holds how many items each of a level's "
     "K codes got; return the fraction of the K codes that are dead (no item uses them), a "
     "number between 0 and 1.",
@@ -816,6 +964,7 @@ def _entropy(counts: torch.Tensor) -> float:
 
 @exercise(
     "04-perplexity",
+    library=("rqvae_lib.evaluate:perplexity", "rqvae_lib.evaluate:codebook_stats"),
     question="Write my_perplexity(counts): from a level's usage counts (K,) (items per code), "
     "return its perplexity exp(H), with H = -sum_k p_k ln p_k, p_k = counts[k] / counts.sum(), "
     "and 0 ln 0 taken as 0.",
@@ -863,30 +1012,85 @@ def _perplexity(answer: Any) -> str | None:
     return None
 
 
+#: Items per code of the two levels of exercise 04-higher-perplexity (K = 256, 10,000 items).
+_LEVEL_A = torch.tensor([2500] * 4 + [0] * 252)
+_LEVEL_B = torch.tensor([9745] + [1] * 255)
+
+
+def _number_pair(answer: Any) -> tuple[float, float] | str:
+    """A pair of numbers as two floats, or a hint when the answer is not one."""
+    shape = "(perplexity of A, perplexity of B)"
+    if isinstance(answer, torch.Tensor):
+        answer = answer.flatten().tolist()
+    if isinstance(answer, (str, bytes)) or not isinstance(answer, (tuple, list)):
+        return f"Answer with two numbers, {shape}, such as (2.5, 7.0); got {answer!r}."
+    if len(answer) != 2:
+        return f"Answer with two numbers, {shape}; got {len(answer)} values."
+    values = [_one_number(x) for x in answer]
+    for value in values:
+        if isinstance(value, str):
+            return f"Each of the two values must be a number, {shape}. {value}"
+    return values[0], values[1]
+
+
 @exercise(
     "04-higher-perplexity",
     question="Two levels of K = 256 codes hold the same 10,000 items. Level A uses 4 codes, "
     "2,500 items each (252 codes dead). Level B uses all 256 codes: one holds 9,745 items and "
-    "each of the other 255 holds 1 item. Which level has the higher perplexity? Answer 'A' or "
-    "'B'.",
+    "each of the other 255 holds 1 item. Which level has the higher perplexity? Compute both and "
+    "answer with the pair (perplexity of A, perplexity of B), two decimals being enough.",
     explanation="A: four equal shares, perplexity exactly 4. B: p = 0.9745 on one code and "
-    "0.0001 on 255 others, H = 0.26 nats, perplexity about 1.3. Usage counts the codes that at "
-    "least one item uses; perplexity counts codes in *effective* use, so a level can use every "
-    "code and still give nearly every item the same one.",
+    "0.0001 on 255 others, H = 0.26 nats, perplexity about 1.30. So A's is the higher, although B "
+    "uses every code: usage counts the codes that at least one item uses, perplexity the codes "
+    "in *effective* use, and a level can use every code and still give nearly every item the "
+    "same one.",
 )
 def _higher_perplexity(answer: Any) -> str | None:
-    if not isinstance(answer, str):
-        return f"Answer with the letter of the level, 'A' or 'B' (a string); got {answer!r}."
-    letter = answer.strip().strip("'\"").upper()
-    if letter == "A":
-        return None
-    if letter == "B":
+    if isinstance(answer, str) and answer.strip().strip("'\"").upper() in ("A", "B"):
         return (
-            "B uses more codes (256 against 4), but usage is not perplexity: 9,745 of B's "
-            "10,000 items sit on one code. Compute exp(H) for both, for example with "
-            "rqvae_lib.evaluate.perplexity on a list of codes, or with your my_perplexity."
+            "A letter alone could be a guess: answer with the two perplexities as numbers, "
+            "(perplexity of A, perplexity of B). Compute exp(H) of each level from its counts, "
+            "for example with your my_perplexity of exercise 2; the larger one answers the "
+            "question."
         )
-    return f"Answer 'A' or 'B'; got {answer!r}."
+    pair = _number_pair(answer)
+    if isinstance(pair, str):
+        return pair
+    a, b = pair
+    h_a, h_b = _entropy(_LEVEL_A), _entropy(_LEVEL_B)
+    want_a, want_b = math.exp(h_a), math.exp(h_b)
+
+    def near(x: float, y: float) -> bool:
+        return math.isclose(x, y, abs_tol=0.01)
+
+    if near(a, want_a) and near(b, want_b):
+        return None
+    if near(a, want_b) and near(b, want_a):
+        return "The two are swapped: give A's perplexity first, then B's."
+    if (near(a, h_a) or near(a, h_a / math.log(2))) and (
+        near(b, h_b) or near(b, h_b / math.log(2))
+    ):
+        return "Those are the entropies H. The perplexity is exp(H) (or 2 ** H in bits)."
+    if near(b, 256) or (near(a, 4 / 256) and near(b, 1.0)):
+        return (
+            "That counts the codes in use (B uses all 256): usage, not perplexity. 9,745 of "
+            "B's 10,000 items sit on one code. Compute exp(H) with p = counts / counts.sum()."
+        )
+    if not near(a, want_a):
+        return (
+            "Level A's four codes hold 2,500 items each, so p = 1/4 on each and 0 on the dead "
+            "codes, which add nothing to H. What is exp(H) then?"
+        )
+    if 1 <= b < want_b:
+        return (
+            f"B's perplexity is a little higher than {b:.4g}: each of the 255 single items has "
+            "p = 0.0001 and adds -p ln p = 0.0009 to H, and together they make most of H. "
+            "Sum -p ln p over all 256 codes."
+        )
+    return (
+        f"A is right; for B, p = 0.9745 on one code and 0.0001 on each of 255 others, and "
+        f"exp(H) is not {b:.4g}. Compute it with p = counts / counts.sum()."
+    )
 
 
 # -- notebook 05: what the semantic IDs mean --------------------------------------------------
@@ -905,6 +1109,10 @@ def _reference_suffix(ids: torch.Tensor) -> torch.Tensor:
 
 @exercise(
     "05-collision-suffix",
+    library=(
+        "rqvae_lib.semantic_ids:add_collision_suffix",
+        "rqvae_lib.semantic_ids:CollisionSuffixer",
+    ),
     question="Write my_collision_suffix(ids): for semantic IDs (N, L), return (N, L + 1): the "
     "IDs with one more column, 0 for the first row (in row order) with a given ID, 1 for the "
     "second row with that same ID, and so on, like rqvae_lib.semantic_ids.add_collision_suffix.",
@@ -971,6 +1179,7 @@ def _count_cases() -> list[tuple[torch.Tensor, tuple[int, ...]]]:
 
 @exercise(
     "05-count-under-prefix",
+    library=("rqvae_lib.semantic_ids:prefix_groups",),
     question="Write my_count_under_prefix(ids, prefix): the number of rows of ids (N, L) whose "
     "ID starts with the codes in prefix, a tuple of 1 to L codes: (17,) counts the items whose "
     "first code is 17, (17, 203) those whose first two codes are 17 and 203.",
@@ -1022,6 +1231,10 @@ def _pair_cases() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
 
 @exercise(
     "05-prefix-share",
+    library=(
+        "rqvae_lib.course.analysis:shared_prefix_length",
+        "rqvae_lib.course.analysis:pair_prefix_sharing",
+    ),
     question="Write my_prefix_share(ids, a, b, depth): a and b are (P,) row indices, pair i is "
     "rows a[i] and b[i] of ids (N, L); return the fraction of the P pairs whose IDs share their "
     "first depth codes (depth 1: the same first code).",
@@ -1063,6 +1276,10 @@ def _prefix_share(answer: Any) -> str | None:
 
 @exercise(
     "06-ndcg",
+    library=(
+        "rqvae_lib.retrieval.metrics:recall_ndcg",
+        "rqvae_lib.retrieval.metrics:per_user_metric",
+    ),
     question="Write ndcg_at_k(rank, k): the NDCG@k of one user whose held-out item is at 1-based "
     "position `rank` of the ranked list (rank 0 means it is not in the list at all).",
     placeholder=_unwritten,
@@ -1093,6 +1310,7 @@ def _ndcg(answer: Any) -> str | None:
 
 @exercise(
     "06-leave-one-out",
+    library=("rqvae_lib.data.amazon:leave_one_out",),
     question="Write split_sequence(items): for one user's items in time order (at least 3), return "
     "(training items, validation item, test item) as the P5 leave-one-out split does.",
     placeholder=_unwritten,

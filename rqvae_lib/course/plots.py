@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -45,11 +46,13 @@ def save_figure(fig: Figure, name: str, dpi: int = 110) -> Path:
     return atomic_write(path, lambda tmp: fig.savefig(tmp, **save)) or path
 
 
-def category_bar(categories: Sequence[str], top: int = 15, what: str = "categories") -> Figure:
+def category_bar(
+    categories: Sequence[str], top: int = 15, what: str = "categories", color: Any = "tab:blue"
+) -> Figure:
     """Horizontal bar chart of the ``top`` most common labels; ``what`` names them (title, axis)."""
     counts = pd.Series(list(categories)).value_counts().head(top)[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(counts) + 1.2))
-    ax.barh(counts.index, counts.values, color="tab:blue")
+    ax.barh(counts.index, counts.values, color=color)
     ax.set(
         xlabel="items (count)",
         ylabel=what,
@@ -59,11 +62,11 @@ def category_bar(categories: Sequence[str], top: int = 15, what: str = "categori
     return fig
 
 
-def text_length_hist(texts: Sequence[str], bins: int = 50) -> Figure:
+def text_length_hist(texts: Sequence[str], bins: int = 50, color: Any = "tab:blue") -> Figure:
     """Histogram of item text lengths in words, with the median marked."""
     words = np.array([len(t.split()) for t in texts])
     fig, ax = plt.subplots(figsize=(7, 3.4))
-    ax.hist(words, bins=bins, color="tab:blue")
+    ax.hist(words, bins=bins, color=color)
     ax.axvline(np.median(words), color="k", ls="--", label=f"median {np.median(words):.0f} words")
     ax.set(xlabel="words per item text", ylabel="items (count)", title="item text length")
     ax.legend()
@@ -97,13 +100,25 @@ def projection_scatter(
     return fig
 
 
-def prefix_tree_sizes(sizes: Mapping[int, np.ndarray]) -> Figure:
-    """Distribution of items per prefix, one curve per depth (log-log histogram)."""
+def prefix_tree_sizes(
+    sizes: Mapping[int, np.ndarray], colors: Sequence[str] | None = None
+) -> Figure:
+    """Distribution of items per prefix, one curve per depth (log-log histogram).
+
+    ``colors``: one colour per depth (default: matplotlib's colour cycle).
+    """
     fig, ax = plt.subplots(figsize=(7, 3.8))
     top = max(int(s.max()) for s in sizes.values())
     bins = np.unique(np.logspace(0, np.log10(top + 1), 30).astype(int))
-    for depth, s in sizes.items():
-        ax.hist(s, bins=bins, histtype="step", lw=2, label=f"depth {depth} ({len(s)} prefixes)")
+    for i, (depth, s) in enumerate(sizes.items()):
+        ax.hist(
+            s,
+            bins=bins,
+            histtype="step",
+            lw=2,
+            label=f"depth {depth} ({len(s)} prefixes)",
+            **({"color": colors[i]} if colors is not None else {}),
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set(
@@ -116,18 +131,21 @@ def prefix_tree_sizes(sizes: Mapping[int, np.ndarray]) -> Figure:
     return fig
 
 
-def category_by_depth(results: pd.DataFrame | Mapping[str, pd.DataFrame]) -> Figure:
+def category_by_depth(
+    results: pd.DataFrame | Mapping[str, pd.DataFrame], colors: Sequence[str] | None = None
+) -> Figure:
     """Category prediction accuracy from the ID prefix at each depth, with its two baselines.
 
     ``results`` is :func:`rqvae_lib.course.analysis.category_prediction`'s table, or a dict of them
     (one colour each): the semantic ID (solid), random IDs with the same tree (dashed) and
     always guessing the commonest label (dotted). The x tick labels give the share of items
-    scored at each depth (items alone under their prefix are not).
+    scored at each depth (items alone under their prefix are not). ``colors``: one per table
+    (default: tab10).
     """
     runs = results if isinstance(results, Mapping) else {"category": results}
     fig, ax = plt.subplots(figsize=(9.5, 4.2))
     for i, (name, df) in enumerate(runs.items()):
-        color = plt.cm.tab10(i)
+        color = plt.cm.tab10(i) if colors is None else colors[i]
         ax.plot(df.index, df["accuracy"], "o-", color=color, label=f"{name}: semantic ID prefix")
         ax.plot(
             df.index, df["random_ids"], "s--", color=color, alpha=0.6, label=f"{name}: random IDs"
@@ -157,25 +175,45 @@ def category_by_depth(results: pd.DataFrame | Mapping[str, pd.DataFrame]) -> Fig
     return fig
 
 
-def prefix_sharing(df: pd.DataFrame, pairs: str = "consecutive reviews of one user") -> Figure:
+def prefix_sharing(
+    df: pd.DataFrame,
+    pairs: str = "consecutive reviews of one user",
+    colors: Sequence[str] | None = None,
+    random_label: str = "random pairs",
+) -> Figure:
     """Bars (log scale): share of item pairs vs random pairs whose IDs agree on the prefix at
     each depth, each bar labelled with its value and each depth with the lift between them.
 
     ``df`` is :func:`rqvae_lib.course.analysis.pair_prefix_sharing`'s table; ``pairs`` names the pairs.
+    Where it has ``pairs_low`` and ``pairs_high`` (``exact=True``), the pairs' bars get those
+    95% intervals as error bars and the lift its interval. ``colors``: (pairs, random pairs).
     """
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     x = np.arange(len(df))
+    colors = list(colors) if colors is not None else [None, None]
+    errors = None
+    if {"pairs_low", "pairs_high"} <= set(df.columns):
+        errors = np.vstack([df["pairs"] - df["pairs_low"], df["pairs_high"] - df["pairs"]])
     groups = [
-        ax.bar(x - 0.2, df["pairs"], 0.4, label=pairs),
-        ax.bar(x + 0.2, df["random_pairs"], 0.4, label="random pairs"),
+        ax.bar(
+            x - 0.2,
+            df["pairs"],
+            0.4,
+            label=pairs + (" (95% interval)" if errors is not None else ""),
+            color=colors[0],
+            yerr=errors,
+            capsize=4 if errors is not None else 0,
+        ),
+        ax.bar(x + 0.2, df["random_pairs"], 0.4, label=random_label, color=colors[1]),
     ]
-    for group in groups:
-        for rect in group:
+    tops = [df["pairs_high"].to_numpy() if errors is not None else None, None]
+    for group, top_of in zip(groups, tops, strict=True):
+        for j, rect in enumerate(group):
             value = rect.get_height()
             if value > 0:
                 ax.annotate(
                     f"{100 * value:.2g}%",
-                    (rect.get_x() + rect.get_width() / 2, value),
+                    (rect.get_x() + rect.get_width() / 2, value if top_of is None else top_of[j]),
                     xytext=(0, 2),
                     textcoords="offset points",
                     ha="center",
@@ -187,9 +225,16 @@ def prefix_sharing(df: pd.DataFrame, pairs: str = "consecutive reviews of one us
         f"depth {d}" + (f"\n{lift:.0f}x as often" if np.isfinite(lift) else "")
         for d, lift in zip(df.index, lifts, strict=True)
     ]
+    if {"lift_low", "lift_high"} <= set(df.columns):
+        ticks = [
+            t + (f"\n({_short(low)}-{_short(high)})" if np.isfinite(low) else "")
+            for t, low, high in zip(ticks, df["lift_low"], df["lift_high"], strict=True)
+        ]
     ax.set_xticks(x, ticks)
     ax.set_yscale("log")
     top = float(np.nanmax(df[["pairs", "random_pairs"]].to_numpy()))
+    if errors is not None:
+        top = max(top, float(df["pairs_high"].max()))
     ax.set_ylim(top=top * 5)
     ax.set(
         xlabel="shared ID prefix",
@@ -201,14 +246,30 @@ def prefix_sharing(df: pd.DataFrame, pairs: str = "consecutive reviews of one us
     return fig
 
 
-def shared_depth_hist(groups: Mapping[str, np.ndarray], num_levels: int) -> Figure:
-    """Grouped bars: how many leading codes item pairs share, per kind of pair."""
+def _short(value: float) -> str:
+    """A lift for a tick label: no decimals from 10 up, one below."""
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+
+
+def shared_depth_hist(
+    groups: Mapping[str, np.ndarray], num_levels: int, colors: Sequence[str] | None = None
+) -> Figure:
+    """Grouped bars: how many leading codes item pairs share, per kind of pair.
+
+    ``colors``: one per kind of pair (default: matplotlib's colour cycle).
+    """
     fig, ax = plt.subplots(figsize=(7, 3.8))
     width = 0.8 / len(groups)
     x = np.arange(num_levels + 1)
     for i, (name, depths) in enumerate(groups.items()):
         frac = np.bincount(depths, minlength=num_levels + 1) / len(depths)
-        ax.bar(x + (i - (len(groups) - 1) / 2) * width, frac, width, label=name)
+        ax.bar(
+            x + (i - (len(groups) - 1) / 2) * width,
+            frac,
+            width,
+            label=name,
+            **({"color": colors[i]} if colors is not None else {}),
+        )
     ax.set_xticks(x)
     ax.set(
         xlabel="leading codes shared with the query item",
@@ -268,9 +329,22 @@ def _residual_ids(x: np.ndarray, codebooks: Sequence[np.ndarray]) -> tuple[np.nd
     return np.stack(ids, 1), total
 
 
+def _code_palette(num_embeddings: int) -> np.ndarray:
+    """(P, 3) distinct RGB colours for the codes: tab10 up to 10 codes; beyond, tab10's colours,
+    then their light tab20 partners, then tab20b and tab20c (60 in all, cycled after that)."""
+    if num_embeddings <= 10:
+        return np.asarray(plt.cm.tab10.colors)
+    tab20 = np.asarray(plt.cm.tab20.colors)
+    palette = np.concatenate([tab20[0::2], tab20[1::2]])  # the first 10 are tab10's
+    if num_embeddings > 20:
+        palette = np.concatenate([palette, plt.cm.tab20b.colors, plt.cm.tab20c.colors])
+    return palette
+
+
 def _cell_colors(ids: np.ndarray, num_embeddings: int) -> np.ndarray:
     """RGB per row: the hue from the first code, lighter or darker with each finer code."""
-    base = np.asarray(plt.cm.tab10(ids[:, 0] % 10))[:, :3]
+    palette = _code_palette(num_embeddings)
+    base = palette[ids[:, 0] % len(palette)]
     shade = np.zeros(len(ids))
     for level in range(1, ids.shape[1]):
         shade += (ids[:, level] / max(num_embeddings - 1, 1) - 0.5) * 0.7 / 2 ** (level - 1)
@@ -287,13 +361,15 @@ def _boundaries(labels: np.ndarray) -> np.ndarray:
     return edge
 
 
-def _draw_cells(ax, ids: np.ndarray, num_embeddings: int, extent, resolution: int) -> None:
+def _draw_cells(
+    ax, ids: np.ndarray, num_embeddings: int, extent, resolution: int, fine_alpha: float = 0.5
+) -> None:
     colors = _cell_colors(ids, num_embeddings).reshape(resolution, resolution, 3)
     ax.imshow(colors, origin="lower", extent=extent, alpha=0.45, aspect="auto")
     key = sum(ids[:, i] * num_embeddings ** (ids.shape[1] - 1 - i) for i in range(ids.shape[1]))
     fine = _boundaries(key.reshape(resolution, resolution))
     coarse = _boundaries(ids[:, 0].reshape(resolution, resolution))
-    for edge, alpha in ((fine, 0.5), (coarse, 1.0)):
+    for edge, alpha in ((fine, fine_alpha), (coarse, 1.0)):
         rgba = np.zeros((resolution, resolution, 4))
         rgba[edge, 3] = alpha
         ax.imshow(rgba, origin="lower", extent=extent, aspect="auto", interpolation="nearest")
@@ -352,14 +428,15 @@ def residual_cells(
     for depth in range(2, levels + 1):  # the partition by the first `depth` codes
         ax = axes.pop(0)
         ids, _ = _residual_ids(grid, books[:depth])
-        _draw_cells(ax, ids, k, extent, resolution)
+        cells = len(np.unique(ids, axis=0))  # cells on the grid: many borders are drawn lighter
+        _draw_cells(ax, ids, k, extent, resolution, fine_alpha=0.5 if cells <= 60 else 0.2)
         _, recon = _residual_ids(pts, books[:depth])
         centres = np.unique(recon, axis=0)
         ax.scatter(*pts.T, s=4, c="0.35", edgecolors="none", label="points")
         ax.scatter(
             *centres.T,
             marker=".",
-            s=40,
+            s=float(np.clip(1600 / len(centres), 2, 40)),  # many reconstructions: smaller dots
             c="k",
             label=f"reconstructions $e_1+\\dots+e_{depth}$ ({len(centres)} used)",
         )
@@ -383,7 +460,7 @@ def codebook_runs(
     """One panel per run: a single codebook's Voronoi cells over 2-D ``points``.
 
     ``runs`` maps a name to ``(codebook (K, 2), codes (N,))``, the codes being each point's
-    nearest code. Used codes are black crosses, dead codes (no point) open red circles.
+    nearest code. Used codes are black crosses, dead codes (no point) white circles.
     """
     pts = np.asarray(torch.as_tensor(points, dtype=torch.float64))
     books = {
@@ -414,8 +491,8 @@ def codebook_runs(
             *book[~used].T,
             marker="o",
             s=40,
-            facecolors="none",
-            edgecolors="tab:red",
+            facecolors="white",
+            edgecolors="black",  # black on white: no cell colour has it
             label=f"dead codes ({(~used).sum()})",
         )
         ax.set(xlabel="$z_1$", ylabel="$z_2$", title=name, xlim=extent[:2], ylim=extent[2:])
@@ -432,6 +509,42 @@ def toy_losses(history: Mapping[str, Sequence[float]]) -> Figure:
     ax.set_yscale("log")
     ax.set(xlabel="step", ylabel="loss (log scale)", title="training the toy quantizer")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def encoder_runs(
+    runs: Mapping[str, Mapping[float, Sequence[Mapping[str, Sequence[float]]]]],
+    num_embeddings: int,
+    metrics: Sequence[str] = ("latent norm", "quantization error", "codes used"),
+) -> Figure:
+    """The toy with an encoder (notebook 02): one row per codebook upkeep, one column per metric.
+
+    ``runs[upkeep][beta]`` is a list of per-seed histories, each mapping a metric name to its
+    value at every step. One colour per commitment weight beta (a sequential palette: beta is
+    ordered), one thin line per seed; the y axis of "quantization error" is logarithmic and
+    "codes used" has a line at ``num_embeddings``.
+    """
+    rows, cols = len(runs), len(metrics)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.4 * cols, 2.9 * rows), squeeze=False, sharex=True
+    )
+    for i, (upkeep, by_beta) in enumerate(runs.items()):
+        colors = plt.cm.plasma(np.linspace(0.05, 0.8, len(by_beta)))
+        for j, metric in enumerate(metrics):
+            ax = axes[i, j]
+            for color, (beta, histories) in zip(colors, by_beta.items(), strict=True):
+                for s, history in enumerate(histories):
+                    values = np.asarray(history[metric], dtype=float)
+                    label = f"$\\beta$ = {beta:g}" if s == 0 else None
+                    ax.plot(np.arange(1, len(values) + 1), values, color=color, lw=1.1, label=label)
+            if metric == "quantization error":
+                ax.set_yscale("log")
+            if metric == "codes used":
+                ax.axhline(num_embeddings, color="0.5", ls=":", lw=1)
+                ax.set_ylim(0, num_embeddings + 1)
+            ax.set(title=f"{upkeep}: {metric}", xlabel="step", ylabel=metric)
+        axes[i, 0].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
 
@@ -467,13 +580,17 @@ def early_usage(history: Sequence[dict], num_embeddings: int, last_epoch: int = 
 
 
 def runs_by_level(
-    runs: Mapping[str, Sequence[dict]], num_embeddings: int, title: str = ""
+    runs: Mapping[str, Sequence[dict]],
+    num_embeddings: int,
+    title: str = "",
+    colors: Mapping[str, Any] | None = None,
 ) -> Figure:
     """Several training runs compared level by level, linear axes, epoch 1 onwards.
 
     Top row: codes used per level; bottom row: perplexity per level; one curve per run, a line
     at ``num_embeddings`` in every panel. Epochs are on a log scale so that the first epochs stay
-    visible; the y axes are linear. The legend sits below the panels, off the data.
+    visible; the y axes are linear. The legend sits below the panels, off the data. ``colors``
+    maps a run's name to its colour, so that one run keeps its colour from figure to figure.
     """
     frames = {name: _history_frame(h) for name, h in runs.items()}
     levels = next(iter(frames.values()))[1]
@@ -483,7 +600,8 @@ def runs_by_level(
     for i, (name, (df, _)) in enumerate(frames.items()):
         x = df["epoch"] + 1
         for j, lv in enumerate(levels):
-            kw = {"color": plt.cm.tab10(i % 10), "ls": styles[i % len(styles)], "lw": 1.6}
+            color = (colors or {}).get(name, plt.cm.tab10(i % 10))
+            kw = {"color": color, "ls": styles[i % len(styles)], "lw": 1.6}
             axes[0, j].plot(x, df[f"usage_l{lv}"] * num_embeddings, label=name, **kw)
             axes[1, j].plot(x, df[f"perplexity_l{lv}"], label=name, **kw)
     for j, lv in enumerate(levels):
@@ -501,4 +619,39 @@ def runs_by_level(
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.045 * ((len(labels) + 3) // 4) + 0.02, 1, 1))
+    return fig
+
+
+def seed_spread(
+    records: Sequence[Mapping],
+    models: Sequence[str],
+    metrics: Sequence[str],
+    colors: Mapping[str, Any] | None = None,
+    title: str = "",
+) -> Figure:
+    """One panel per metric: every seed's value as a dot, the mean ± one standard deviation as a bar.
+
+    ``records`` are seed records with ``model``, ``seed`` and a ``row`` of metrics (see
+    ``rqvae_lib.course.ablation``); models are drawn in the order given.
+    """
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 3.9), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for i, model in enumerate(models):
+            values = np.array([r["row"][metric] for r in records if r["model"] == model], float)
+            if not len(values):
+                continue
+            color = (colors or {}).get(model, plt.cm.tab10(i % 10))
+            jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
+            ax.scatter(i + jitter, values, s=14, color=color, alpha=0.7, zorder=3)
+            sd = values.std(ddof=1) if len(values) > 1 else 0.0
+            ax.errorbar(
+                i, values.mean(), yerr=sd, fmt="_", ms=18, mew=2, capsize=5, color=color, zorder=4
+            )
+        ax.set_xticks(range(len(models)))
+        ax.set_xticklabels(models, rotation=40, ha="right", fontsize=8)
+        ax.set(title=metric, ylabel=metric, xlabel="model")
+        ax.grid(axis="y", alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
     return fig

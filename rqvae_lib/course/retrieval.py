@@ -1,7 +1,9 @@
-"""The retrieval lesson's tables: results as frames, their standard errors, one user's top-k."""
+"""The retrieval lesson's tables: results as frames, their standard errors, paired differences
+between models on the same users, one user's top-k."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -9,6 +11,7 @@ import pandas as pd
 from torch import nn
 
 from rqvae_lib.retrieval.experiment import RetrievalData
+from rqvae_lib.retrieval.metrics import MetricValue, per_user_metric
 
 
 def results_frame(records: Sequence[Mapping[str, Any]], sem: bool = True) -> pd.DataFrame:
@@ -34,6 +37,31 @@ def standard_errors(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     aligned with ``results_frame(records, sem=False).set_index("model")`` for error bars."""
     frame = pd.DataFrame([{m: se for m, (_, se) in r["test"].items()} for r in records])
     return frame.set_axis([r["name"] for r in records]).rename_axis("model")
+
+
+def paired_difference(
+    record_a: Mapping[str, Any], record_b: Mapping[str, Any], metric: str = "recall@10"
+) -> MetricValue:
+    """Mean of ``metric`` for A minus B over the same test users, and its paired standard error.
+
+    Both records need ``test_ranks`` (``run_seq2seq(..., keep_ranks=True)`` and the like), from
+    the same test users in the same order. The standard error is that of the per-user
+    differences, ``std(a_u - b_u) / sqrt(n)``: it counts what two models share user by user
+    (both hit the easy users), so it is usually smaller than the unpaired
+    ``sqrt(se_a^2 + se_b^2)``.
+    """
+    ranks = []
+    for r in (record_a, record_b):
+        if "test_ranks" not in r:
+            raise ValueError(
+                f"record {r.get('name', '?')!r} has no test_ranks: run with keep_ranks=True"
+            )
+        ranks.append(r["test_ranks"])
+    if len(ranks[0]) != len(ranks[1]):
+        raise ValueError(f"not the same users: {len(ranks[0])} and {len(ranks[1])} test ranks")
+    diff = per_user_metric(ranks[0], metric) - per_user_metric(ranks[1], metric)  # (n,)
+    sem = (diff.std(correction=1) / math.sqrt(len(diff))).item() if len(diff) > 1 else math.nan
+    return MetricValue(diff.mean().item(), sem)
 
 
 def recommendation_table(

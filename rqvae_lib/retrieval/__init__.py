@@ -8,7 +8,9 @@ from rqvae_lib.retrieval.metrics import (
     hit_ranks,
     item_popularity,
     most_popular,
+    per_user_metric,
     recall_ndcg,
+    user_ranks,
 )
 from rqvae_lib.retrieval.sasrec import SASRec, SASRecConfig
 from rqvae_lib.retrieval.seq2seq import (
@@ -78,9 +80,11 @@ __all__ = [
     "item_popularity",
     "make_optimizer",
     "most_popular",
+    "per_user_metric",
     "recall_ndcg",
     "test_samples",
     "training_samples",
     "truncate_history",
+    "user_ranks",
     "validation_samples",
 ]

@@ -30,7 +30,7 @@ from rqvae_lib.data.amazon import (
     load_user_sequences,
 )
 from rqvae_lib.io import atomic_write
-from rqvae_lib.retrieval.metrics import KS, MetricValue, most_popular, recall_ndcg
+from rqvae_lib.retrieval.metrics import KS, MetricValue, most_popular, recall_ndcg, user_ranks
 from rqvae_lib.retrieval.sasrec import SASRec, SASRecConfig
 from rqvae_lib.retrieval.seq2seq import (  # noqa: F401  (SEQ2SEQ_PRESETS: the lessons read it here)
     SEQ2SEQ_PRESETS,
@@ -43,9 +43,9 @@ from rqvae_lib.retrieval.tokens import ItemTokenizer
 from rqvae_lib.retrieval.train import (
     TrainConfig,
     TrainResult,
-    evaluate_retrieval,
     fit,
     fit_together,
+    rank_samples,
     subset,
 )
 
@@ -293,18 +293,36 @@ def score(
     model: nn.Module, data: RetrievalData, config: TrainConfig, ks: Sequence[int] = KS
 ) -> tuple[dict, float]:
     """Test metrics at ``ks`` of a trained model (read once, at the end) and the seconds it took."""
+    metrics, seconds, _ = score_with_ranks(model, data, config, ks)
+    return metrics, seconds
+
+
+def score_with_ranks(
+    model: nn.Module, data: RetrievalData, config: TrainConfig, ks: Sequence[int] = KS
+) -> tuple[dict, float, Tensor]:
+    """:func:`score`, and each test user's rank of their item within the top ``max(ks)`` (0: a
+    miss; :func:`~rqvae_lib.retrieval.metrics.user_ranks`), for paired comparisons."""
     start = time.perf_counter()
-    metrics = evaluate_retrieval(
+    test = data.samples.test
+    ranked = rank_samples(
         model,  # type: ignore[arg-type]
-        data.samples.test,
-        ks,
+        test,
+        max(ks),
         config.eval_batch_size,
         config.exclude_history,
         config.amp,
     )
+    metrics = recall_ndcg(ranked, test.targets, test.histories, ks, config.exclude_history)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    return metrics, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    ranks = user_ranks(ranked, test.targets, max(ks), test.histories, config.exclude_history)
+    return metrics, seconds, ranks
+
+
+def _ranks_info(ranks: Tensor, keep: bool) -> dict[str, Any]:
+    """The record's ``test_ranks`` entry (one int per test user, file order) when ``keep``."""
+    return {"test_ranks": ranks.tolist()} if keep else {}
 
 
 def run_seq2seq(
@@ -316,12 +334,15 @@ def run_seq2seq(
     val_users: int | None = None,
     backbone: str = "torch",
     checkpoint_dir: str | Path | None = None,
+    keep_ranks: bool = False,
 ) -> dict[str, tuple[Seq2SeqRetriever, dict[str, Any]]]:
     """Train one seq2seq per ID table in lockstep (same epochs), score each on the test split.
 
     ``val_users`` selects on a seeded subset of the validation users (cheaper beam searches on a
     CPU); the test split is always scored on every user. ``backbone``: see :func:`seq2seq_model`.
     With ``checkpoint_dir`` an interrupted run resumes from its last epoch (:func:`fit_together`).
+    ``keep_ranks`` adds each test user's hit rank to the record (``test_ranks``: paired
+    differences between models, :func:`rqvae_lib.course.retrieval.paired_difference`).
     """
     models = {
         source: seq2seq_model(ids, item_ids, preset, config.seed, backbone)
@@ -332,7 +353,7 @@ def run_seq2seq(
     results = fit_together(models, data.samples.train, val, config, checkpoint_dir)
     out = {}
     for source, model in models.items():
-        test, seconds = score(model, data, config, test_ks)
+        test, seconds, ranks = score_with_ranks(model, data, config, test_ks)
         out[source] = (
             model,
             record(
@@ -350,6 +371,7 @@ def run_seq2seq(
                 config=asdict(config),
                 val_users=len(val.targets),
                 tokens_per_item=model.tokenizer.tokens_per_item,
+                **_ranks_info(ranks, keep_ranks),
             ),
         )
     return out
@@ -371,27 +393,34 @@ def run_sasrec(
     test_ks: Sequence[int] = KS,
     val_users: int | None = None,
     checkpoint_dir: str | Path | None = None,
+    keep_ranks: bool = False,
 ) -> tuple[SASRec, dict[str, Any]]:
     """Train SASRec with ``loss`` ("bce": one negative, as TIGER's table; "ce": full softmax);
-    with ``checkpoint_dir`` an interrupted run resumes from its last epoch."""
+    with ``checkpoint_dir`` an interrupted run resumes from its last epoch; ``keep_ranks``: as
+    :func:`run_seq2seq`."""
     model = sasrec_model(data.item_ids, loss, config.seed)
     val = validation_subset(data, val_users, config.seed)
     result = fit(model, data.samples.train, val, config, f"sasrec-{loss}", checkpoint_dir)
-    test, seconds = score(model, data, config, test_ks)
+    test, seconds, ranks = score_with_ranks(model, data, config, test_ks)
     name = f"SASRec ({'BCE, one negative' if loss == 'bce' else 'softmax cross-entropy'})"
     return model, record(
         name, model, result, test, seconds, dataset=data.split, model="sasrec", loss=loss,
-        config=asdict(config),
+        config=asdict(config), **_ranks_info(ranks, keep_ranks),
     )  # fmt: skip
 
 
-def run_most_popular(data: RetrievalData, ks: Sequence[int] = KS) -> dict[str, Any]:
-    """The most-popular baseline on the same test users and metrics."""
+def run_most_popular(
+    data: RetrievalData, ks: Sequence[int] = KS, keep_ranks: bool = False
+) -> dict[str, Any]:
+    """The most-popular baseline on the same test users and metrics (``keep_ranks``: as
+    :func:`run_seq2seq`)."""
     start = time.perf_counter()
     test = data.samples.test
     ranked = most_popular(data.sequences.train, max(ks), test.histories)
     metrics = recall_ndcg(ranked, test.targets, test.histories, ks)
+    seconds = time.perf_counter() - start
+    ranks = user_ranks(ranked, test.targets, max(ks))
     return record(
-        "most popular", None, None, metrics, time.perf_counter() - start, dataset=data.split,
-        model="most-popular",
+        "most popular", None, None, metrics, seconds, dataset=data.split,
+        model="most-popular", **_ranks_info(ranks, keep_ranks),
     )  # fmt: skip

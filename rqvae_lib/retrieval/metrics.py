@@ -55,6 +55,44 @@ def hit_ranks(ranked: Tensor, targets: Sequence[int] | Tensor) -> Tensor:
     return torch.where(hit.any(dim=1), first, torch.zeros_like(first))
 
 
+def user_ranks(
+    ranked: Tensor,
+    targets: Sequence[int] | Tensor,
+    k: int,
+    histories: Sequence[Sequence[int]] | None = None,
+    exclude_history: bool = False,
+) -> Tensor:
+    """Each user's 1-based rank of their target within the top ``k`` (0: not there), under the
+    rule of :func:`recall_ndcg` (``exclude_history`` drops history items first).
+
+    Every Recall@K and NDCG@K with K <= ``k`` follows from these ranks user by user
+    (:func:`per_user_metric`), which is what a paired comparison of two models needs.
+    """
+    ranked = torch.as_tensor(ranked).long()
+    if exclude_history:
+        if histories is None:
+            raise ValueError("exclude_history=True needs the users' histories")
+        ranked = drop_history(ranked, histories)
+    rank = hit_ranks(ranked, targets)  # (n,)
+    return torch.where(rank <= k, rank, torch.zeros_like(rank))
+
+
+def per_user_metric(ranks: Tensor | Sequence[int], metric: str) -> Tensor:
+    """Each user's ``"recall@K"`` (1 for a hit within K, else 0) or ``"ndcg@K"``
+    (``1 / log2(rank + 1)`` for a hit within K, else 0), float64, from :func:`user_ranks`.
+
+    Their mean and its standard error are :func:`recall_ndcg`'s values for that metric.
+    """
+    name, _, k = metric.partition("@")
+    if name not in ("recall", "ndcg") or not k.isdigit():
+        raise ValueError(f"metric must be 'recall@K' or 'ndcg@K', got {metric!r}")
+    rank = torch.as_tensor(ranks).double()
+    within = (rank > 0) & (rank <= int(k))
+    if name == "recall":
+        return within.double()
+    return torch.where(within, 1.0 / torch.log2(rank + 1.0), torch.zeros_like(rank))
+
+
 def _mean_sem(values: Tensor) -> MetricValue:
     n = values.numel()
     sem = (values.std(correction=1) / math.sqrt(n)).item() if n > 1 else float("nan")

@@ -1,7 +1,8 @@
 """Leave-one-out samples for generative retrieval: (user, history, target) triples per split.
 
 Training samples come only from each user's training part (every prefix predicts the next
-item), so a user's validation and test items can never be training targets of that user.
+item), so a user's validation and test positions are never training samples of that user (the
+same item can still be a training target when the user reviewed it earlier too).
 Validation sees the training part; test sees the training part plus the validation item.
 Histories keep the last ``max_history`` items (TIGER and P5 use 20) and the P5 files' order.
 """
@@ -43,7 +44,8 @@ def truncate_history(items: Sequence[int], max_history: int = MAX_HISTORY) -> li
 def training_samples(split: LeaveOneOut, max_history: int = MAX_HISTORY) -> RetrievalSamples:
     """Every position t >= 1 of each training part: history = items before t, target = item t.
 
-    Only ``split.train`` is read, so held-out items never become training targets of their user.
+    Only ``split.train`` is read, so held-out positions never become training samples of their
+    user (a held-out item is a training target only if the user also reviewed it earlier).
     """
     samples = RetrievalSamples([], [], [])
     for user, items in split.train.items():  # P5 file order

@@ -192,7 +192,23 @@ def evaluate_retrieval(
     amp: bool = True,
 ) -> dict[str, MetricValue]:
     """Recall@K and NDCG@K of ``model.recommend`` over every sample (validation or test)."""
-    k = max(ks)
+    ranked = rank_samples(model, samples, max(ks), batch_size, exclude_history, amp)
+    return recall_ndcg(
+        ranked, samples.targets, samples.histories, ks, exclude_history=exclude_history
+    )
+
+
+@torch.no_grad()
+def rank_samples(
+    model: RetrievalModel,
+    samples: RetrievalSamples,
+    k: int,
+    batch_size: int = 256,
+    exclude_history: bool = False,
+    amp: bool = True,
+) -> Tensor:
+    """``model.recommend``'s ranked item ids (N, width) for every sample, in batches: ``k`` wide,
+    or ``k`` + the longest history with ``exclude_history`` (enough left once it is dropped)."""
     if exclude_history:  # enough candidates left after the history is dropped
         k += max(len(h) for h in samples.histories)
     device = next(model.parameters()).device  # type: ignore[attr-defined]
@@ -201,9 +217,7 @@ def evaluate_retrieval(
         for start in range(0, len(samples.targets), batch_size):
             batch = subset(samples, range(start, min(start + batch_size, len(samples.targets))))
             ranked.append(model.recommend(batch.histories, k, users=batch.users).cpu())  # (b, k)
-    return recall_ndcg(
-        torch.cat(ranked), samples.targets, samples.histories, ks, exclude_history=exclude_history
-    )
+    return torch.cat(ranked)
 
 
 class _Run:
