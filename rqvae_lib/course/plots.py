@@ -137,10 +137,10 @@ def category_by_depth(
     """Category prediction accuracy from the ID prefix at each depth, with its two baselines.
 
     ``results`` is :func:`rqvae_lib.course.analysis.category_prediction`'s table, or a dict of them
-    (one colour each): the semantic ID (solid), random IDs with the same tree (dashed) and
-    always guessing the commonest label (dotted). The x tick labels give the share of items
-    scored at each depth (items alone under their prefix are not). ``colors``: one per table
-    (default: tab10).
+    (one colour each): the semantic ID (solid), the labels shuffled among the scored items
+    (dashed: same groups, no meaning) and always guessing the commonest label (dotted). The x
+    tick labels give the share of items scored at each depth (items alone under their prefix are
+    not). ``colors``: one per table (default: tab10).
     """
     runs = results if isinstance(results, Mapping) else {"category": results}
     fig, ax = plt.subplots(figsize=(9.5, 4.2))
@@ -148,7 +148,12 @@ def category_by_depth(
         color = plt.cm.tab10(i) if colors is None else colors[i]
         ax.plot(df.index, df["accuracy"], "o-", color=color, label=f"{name}: semantic ID prefix")
         ax.plot(
-            df.index, df["random_ids"], "s--", color=color, alpha=0.6, label=f"{name}: random IDs"
+            df.index,
+            df["random_ids"],
+            "s--",
+            color=color,
+            alpha=0.6,
+            label=f"{name}: random labels",
         )
         ax.plot(
             df.index,
