@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
+import torch
 from torch import Tensor
 
 from ..baselines import rq_kmeans_encode, rq_kmeans_fit
@@ -27,6 +28,7 @@ from ..evaluate import (
     reconstruction_error,
 )
 from ..model import RqVae
+from ..retrieval.metrics import mean_sem
 from ..training import METRICS_NAME, load_or_train, load_run_history
 from .analysis import comparison_row, history_table
 
@@ -210,17 +212,10 @@ def paired_difference(records: list[dict], a: str, b: str, metric: str) -> dict:
     """
     by_seed = {m: {r["seed"]: r["row"][metric] for r in records if r["model"] == m} for m in (a, b)}
     seeds = sorted(set(by_seed[a]) & set(by_seed[b]))
-    diffs = np.array([by_seed[a][s] - by_seed[b][s] for s in seeds], dtype=float)
-    if len(diffs) < 2:
-        raise ValueError(f"{a!r} and {b!r} share {len(diffs)} seed(s): need 2 or more")
-    se = diffs.std(ddof=1) / np.sqrt(len(diffs))
-    mean = float(diffs.mean())
-    return {
-        "seeds": len(diffs),
-        "difference": mean,
-        "se": float(se),
-        "beyond_noise": bool(abs(mean) > 2 * se),
-    }
+    if len(seeds) < 2:
+        raise ValueError(f"{a!r} and {b!r} share {len(seeds)} seed(s): need 2 or more")
+    mean, se = mean_sem(torch.tensor([by_seed[a][s] - by_seed[b][s] for s in seeds], dtype=float))
+    return {"seeds": len(seeds), "difference": mean, "se": se, "beyond_noise": abs(mean) > 2 * se}
 
 
 def differences_table(

@@ -3,7 +3,6 @@ between models on the same users, one user's top-k."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,7 +10,7 @@ import pandas as pd
 from torch import nn
 
 from rqvae_lib.retrieval.experiment import RetrievalData
-from rqvae_lib.retrieval.metrics import MetricValue, per_user_metric
+from rqvae_lib.retrieval.metrics import MetricValue, mean_sem, per_user_metric
 
 
 def results_frame(records: Sequence[Mapping[str, Any]], sem: bool = True) -> pd.DataFrame:
@@ -59,9 +58,7 @@ def paired_difference(
         ranks.append(r["test_ranks"])
     if len(ranks[0]) != len(ranks[1]):
         raise ValueError(f"not the same users: {len(ranks[0])} and {len(ranks[1])} test ranks")
-    diff = per_user_metric(ranks[0], metric) - per_user_metric(ranks[1], metric)  # (n,)
-    sem = (diff.std(correction=1) / math.sqrt(len(diff))).item() if len(diff) > 1 else math.nan
-    return MetricValue(diff.mean().item(), sem)
+    return mean_sem(per_user_metric(ranks[0], metric) - per_user_metric(ranks[1], metric))
 
 
 def recommendation_table(

@@ -93,7 +93,8 @@ def per_user_metric(ranks: Tensor | Sequence[int], metric: str) -> Tensor:
     return torch.where(within, 1.0 / torch.log2(rank + 1.0), torch.zeros_like(rank))
 
 
-def _mean_sem(values: Tensor) -> MetricValue:
+def mean_sem(values: Tensor) -> MetricValue:
+    """Mean of per-user (or per-seed) values and its standard error, ``std / sqrt(n)``."""
     n = values.numel()
     sem = (values.std(correction=1) / math.sqrt(n)).item() if n > 1 else float("nan")
     return MetricValue(values.mean().item(), sem)
@@ -123,8 +124,8 @@ def recall_ndcg(
     out = {}
     for k in ks:
         within = hit & (rank <= k)
-        out[f"recall@{k}"] = _mean_sem(within.double())
-        out[f"ndcg@{k}"] = _mean_sem(torch.where(within, gain, torch.zeros_like(gain)))
+        out[f"recall@{k}"] = mean_sem(within.double())
+        out[f"ndcg@{k}"] = mean_sem(torch.where(within, gain, torch.zeros_like(gain)))
     return out
 
 
