@@ -23,7 +23,7 @@ INSTALL = "apt-get install -y chromium"
 #: 2-core machine; a passing run waits far less, since every wait ends when its condition holds.
 TIMEOUT_MS = 90_000
 #: In the demo solution cell: text a test can look for (hidden until the toggle is opened).
-SOLUTION_MARKER = "demo solution: the perplexity of a single code is exp(0) = 1"
+SOLUTION_MARKER = "demo solution: exp of the entropy of the shares (3/4, 1/4)"
 
 
 def require_browser() -> Path:
@@ -77,28 +77,29 @@ def has_solution_cells(path: Path) -> bool:
 def solution_demo_cells() -> list:
     """An exercise laid out as site/CONVENTIONS.md says: question, answer cell, solution cell."""
     question = nbformat.v4.new_markdown_cell(
-        "**Exercise (demo).** Every item gets the same code: what is the perplexity?"
+        "**Exercise (demo).** Three quarters of the items get one code, the rest another: what is "
+        "the perplexity?"
     )
     answer = nbformat.v4.new_code_cell(
-        'answer = ...  # your answer\ncheck("02-same-code-perplexity", answer)',
+        'answer = ...  # your answer\ncheck("02-two-code-perplexity", answer)',
         metadata={"tags": ["exercise"]},
         execution_count=2,
         outputs=[
             nbformat.v4.new_output(
                 "stream",
                 name="stdout",
-                text="[02-same-code-perplexity] Not done yet. Replace the `...` with your "
+                text="[02-two-code-perplexity] Not done yet. Replace the `...` with your "
                 "answer, then run the cell again.\n",
             )
         ],
     )
     solution = nbformat.v4.new_code_cell(
-        f'# Solution\nanswer = 1.0  # {SOLUTION_MARKER}\ncheck("02-same-code-perplexity", answer)',
+        f'# Solution\nanswer = 1.7548  # {SOLUTION_MARKER}\ncheck("02-two-code-perplexity", answer)',
         metadata={"tags": ["solution"], "jupyter": {"source_hidden": True}},
         execution_count=3,
         outputs=[
             nbformat.v4.new_output(
-                "stream", name="stdout", text="[02-same-code-perplexity] Correct.\n"
+                "stream", name="stdout", text="[02-two-code-perplexity] Correct.\n"
             )
         ],
     )

@@ -11,6 +11,7 @@ exercise needs a solution and at least one wrong answer here (the tests check th
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -109,18 +110,26 @@ def _library_residual_ids(z, codebooks):  # the library's ResidualQuantizer, cod
 
 
 SOLUTIONS: dict[str, Any] = {
-    "02-same-code-perplexity": 1.0,
+    # the notebook's solution cell: exp of the entropy of the shares (3/4, 1/4), about 1.755
+    "02-two-code-perplexity": math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25))),
     "02-nearest-code": nearest_code,
     "02-residual-loop": residual_ids,
 }
 
 WRONG_ANSWERS: dict[str, list[tuple[Any, str]]] = {
-    "02-same-code-perplexity": [
-        (0, "exp(0)"),
-        (256, "used equally often"),
-        (1 / 256, "share p"),
-        (2.0, "Perplexity = exp(H)"),
-        ("1", "with a number"),
+    "02-two-code-perplexity": [
+        (1.0, "one code taking every item"),
+        (2.0, "two codes used equally often"),
+        (0.5623, "the entropy H"),
+        (0.8113, "entropy in bits"),
+        (1.6, "1 / sum_k p_k^2"),
+        (256, "dead codes have p = 0"),
+        (1.2408, "You left one code out"),
+        (1.4766, "bases are mixed"),
+        (1.77, "Close, but"),
+        (0.57, "never below 1"),
+        (1.5, "Perplexity = exp(H)"),
+        ("1.75", "with a number"),
     ],
     "02-nearest-code": [
         (_farthest_code, "argmin, not argmax"),

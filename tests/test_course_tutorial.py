@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nbformat
 
+from rqvae_lib.config import fast_mode
 from rqvae_lib.course.tutorial import strip_notebook
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_strip_notebook_keeps_outputs_and_counts():
@@ -38,3 +42,47 @@ def test_stripping_keeps_the_solution_markers_and_drops_solution_outputs():
     # a solution's output would give the answer away; other cells keep theirs
     assert (stripped[0].outputs, stripped[0].execution_count) == ([], None)
     assert stripped[1].outputs and stripped[1].execution_count == 8
+
+
+def test_every_header_states_its_reading_time_as_counted():
+    """The reading time is a word count at a stated rate, so it is checked, not estimated."""
+    from rqvae_lib.course.tutorial import READING_TIME, reading_time
+
+    for path in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        words, minutes = reading_time(nb)
+        stated = READING_TIME.search(nb.cells[0].source)
+        assert stated, f"{path.name}: the header has no '<N> min to read its <W> words of prose'"
+        assert stated.group(0) == f"{minutes} min to read its {words:,} words", (
+            f"{path.name} says '{stated.group(0)}'; run "
+            "`python -m rqvae_lib.course.tutorial --reading-times` to refresh it"
+        )
+
+
+def test_the_readme_table_gives_each_notebook_its_header_reading_time():
+    from rqvae_lib.course.tutorial import reading_time
+
+    readme = (REPO / "README.md").read_text()
+    for path in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        row = next(line for line in readme.splitlines() if line.startswith(f"| [`{path.stem}`]"))
+        _, minutes = reading_time(nbformat.read(path, as_version=4))
+        assert f"| {minutes} min |" in row, f"README's row for {path.stem}: {row}"
+
+
+def test_stamp_times_rewrites_the_reading_and_run_time_phrases():
+    from rqvae_lib.course.tutorial import stamp_times
+
+    nb = nbformat.v4.new_notebook()
+    header = (
+        "# Title\n\n*Time:* 9 min to read its 1 words of prose at 200 words a minute; "
+        "the last full-mode run took 99 s (2020-01-01, 1 CPU cores, old), with a cache."
+    )
+    nb.cells = [nbformat.v4.new_markdown_cell(header), nbformat.v4.new_code_cell("x = 1")]
+    assert stamp_times(nb, seconds=1234.4, when="2026-12-02")
+    text = nb.cells[0].source
+    words = len(text.split())  # the code cell's words do not count
+    assert f"1 min to read its {words:,} words of prose" in text
+    mode = "fast" if fast_mode() else "full"
+    assert f"the last {mode}-mode run took 1,234 s (2026-12-02, " in text
+    assert text.endswith("), with a cache.") and "old" not in text
+    assert not stamp_times(nb)  # reading time already true: nothing changes without a run

@@ -218,6 +218,24 @@ def test_higher_perplexity_needs_both_numbers_not_a_letter():
     assert "(perplexity of A, perplexity of B)" in EXERCISES[ex_id].question
 
 
+def test_two_code_perplexity_needs_the_computation_not_a_bound():
+    """Exercise 02-two-code-perplexity: exp(H) of the shares (3/4, 1/4), about 1.755. Neither
+    bound that the definition gives away (1: one code takes every item; 2: two codes used
+    equally) passes, nor anything more than 0.005 off."""
+    ex_id = "02-two-code-perplexity"
+    for right in (1.7548, 1.75, 1.755, torch.tensor(1.7548), 2**0.8113):
+        assert feedback(ex_id, right).status == CORRECT, right
+    for wrong in (1, 2, 1.0, 2.0, 1.74, 1.76, 1.8, 1.7, 256, 0.5623, torch.ones(2)):
+        assert feedback(ex_id, wrong).status == WRONG, wrong
+    assert "256" in EXERCISES[ex_id].question and "Three quarters" in EXERCISES[ex_id].question
+
+
+def test_notebook_02_asks_for_the_two_code_perplexity():
+    path = next(p for p in NOTEBOOKS if p.name.startswith("02_"))
+    checked = _checked_ids(_cells(path))
+    assert "02-two-code-perplexity" in checked
+
+
 def _cells(path):
     return json.loads(path.read_text(encoding="utf-8"))["cells"]
 

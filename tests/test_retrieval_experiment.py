@@ -37,6 +37,13 @@ def test_fast_mode_picks_the_fast_budget_else_the_device_does() -> None:
     assert choose_budget(False, "mps") is CPU_BUDGET
 
 
+def test_the_lessons_budgets_count_epochs_not_seconds() -> None:
+    """A time limit trains fewer epochs on a slower CPU, and the prose then misquotes the outputs."""
+    for budget in (FAST_BUDGET, CPU_BUDGET):
+        assert budget.time_budget_s is None and budget.sasrec_budget_s is None, budget.name
+        assert budget.epochs > 0 and budget.sasrec_epochs > 0
+
+
 def test_a_budgets_training_configs_carry_its_fields() -> None:
     # All values distinct, and none TrainConfig's default: a field dropped or swapped shows.
     odd = replace(

@@ -445,45 +445,78 @@ def _mean_cosine(answer: Any) -> str | None:
 # -- notebook 02: the quantizer from scratch --------------------------------------------------
 
 
+#: Exercise 02-two-code-perplexity: usage shares (3/4, 1/4), the entropy in nats, its perplexity.
+_TWO_CODE_SHARES = (0.75, 0.25)
+_TWO_CODE_ENTROPY = -sum(p * math.log(p) for p in _TWO_CODE_SHARES)  # 0.5623 nats
+_TWO_CODE_PERPLEXITY = math.exp(_TWO_CODE_ENTROPY)  # 1.7548
+
+
 @exercise(
-    "02-same-code-perplexity",
-    question="A level has K = 256 codes and every item of the catalogue gets the same code. "
-    "What is the perplexity of that level? Answer with a number.",
-    explanation="One code has p = 1 and the others p = 0, so the entropy is "
-    "H = -1 * ln(1) = 0 and the perplexity exp(H) = exp(0) = 1: one code in effective use, "
-    "whatever K is.",
+    "02-two-code-perplexity",
+    question="A level has K = 256 codes. Three quarters of the items get one code and the "
+    "remaining quarter a second one; the other 254 codes are dead. What is the perplexity of that "
+    "level? Answer with a number (two decimals are enough).",
+    explanation="The shares are p = 3/4 and 1/4 on the two codes in use and 0 on the dead ones, "
+    "which add nothing to the entropy: H = -(0.75 ln 0.75 + 0.25 ln 0.25) = 0.562 nats, and the "
+    "perplexity exp(H) = 1.75. About 1.75 codes in effective use: more than 1 (one code takes "
+    "every item), fewer than 2 (two codes used equally), whatever K is.",
 )
-def _same_code_perplexity(answer: Any) -> str | None:
-    if callable(answer):
-        return "Answer with a number, such as 12.5, not a function."
-    if isinstance(answer, (str, bytes, bool)):
-        return f"Answer with a number, such as 12.5; got {answer!r}."
-    try:
-        value = float(answer)
-    except (TypeError, ValueError, RuntimeError):
-        return f"Answer with a single number, such as 12.5; got a {type(answer).__name__}."
-    if math.isclose(value, 1.0, abs_tol=1e-6):
+def _two_code_perplexity(answer: Any) -> str | None:
+    value = _one_number(answer)
+    if isinstance(value, str):
+        return value
+    if math.isclose(value, _TWO_CODE_PERPLEXITY, abs_tol=0.005):  # 1.75 passes, 1.7 or 1.8 not
         return None
-    if value == 0:
-        return "0 is the entropy H, not the perplexity. The perplexity is exp(H): what is exp(0)?"
-    if math.isclose(value, 256, rel_tol=1e-6):
+    if math.isclose(value, _TWO_CODE_ENTROPY, abs_tol=0.005):
+        return "That is the entropy H (in nats). The perplexity is exp(H)."
+    if math.isclose(value, _TWO_CODE_ENTROPY / math.log(2), abs_tol=0.005):
         return (
-            "256 (= K) is the perplexity when all 256 codes are used equally often. Here one "
-            "code takes every item."
+            "That is the entropy in bits (log base 2). The perplexity is 2 to that power, which "
+            "is the same number as exp of the entropy in nats."
         )
-    if math.isclose(value, 1 / 256, rel_tol=1e-3):
+    if math.isclose(value, 2.0, abs_tol=0.005):
         return (
-            "1/256 is the share p of each code when all are used equally. Here one code has "
-            "p = 1 and the rest p = 0; compute exp(-sum_k p_k ln p_k)."
+            "2 would be two codes used equally often. Here one code takes three times as many "
+            "items as the other: compute H = -sum_k p_k ln p_k with p = 0.75 and 0.25."
+        )
+    if math.isclose(value, 1.0, abs_tol=0.005):
+        return (
+            "1 would be one code taking every item. Here a quarter of the items are on a second "
+            "code: compute H = -sum_k p_k ln p_k with p = 0.75 and 0.25, then exp(H)."
+        )
+    if math.isclose(value, 256, rel_tol=1e-3) or math.isclose(value, 254, rel_tol=1e-3):
+        return (
+            "256 (= K) is the perplexity when all 256 codes are used equally. The dead codes have "
+            "p = 0 and add nothing to H: only the two codes in use count."
+        )
+    if math.isclose(value, 1 / sum(p * p for p in _TWO_CODE_SHARES), abs_tol=0.005):
+        return (
+            "1.6 is 1 / sum_k p_k^2, another 'effective number' of codes. The perplexity is exp(H), "
+            "with H = -sum_k p_k ln p_k."
+        )
+    one_term = [math.exp(-p * math.log(p)) for p in _TWO_CODE_SHARES]  # 1.24 and 1.41
+    if any(math.isclose(value, v, abs_tol=0.005) for v in one_term):
+        return "You left one code out: H sums -p_k ln p_k over both codes in use, 0.75 and 0.25."
+    if math.isclose(value, 2**_TWO_CODE_ENTROPY, abs_tol=0.005) or math.isclose(
+        value, math.exp(_TWO_CODE_ENTROPY / math.log(2)), abs_tol=0.005
+    ):
+        return (
+            "The bases are mixed: take exp of the entropy in nats (ln), or 2 to the power of the "
+            "entropy in bits (log2), which give the same number."
+        )
+    if math.isclose(value, _TWO_CODE_PERPLEXITY, abs_tol=0.03):
+        return (
+            "Close, but more than 0.005 off: keep three decimals of H = -sum_k p_k ln p_k before "
+            "taking exp(H), and round only the perplexity."
         )
     if value < 1:
         return (
-            "A perplexity is never below 1: it is the effective number of codes in use, "
-            "exp(H), and the entropy H is never negative."
+            "A perplexity is never below 1: it is exp(H), and the entropy H = -sum_k p_k ln p_k "
+            "is never negative (each -p ln p is positive for 0 < p < 1)."
         )
     return (
-        "Perplexity = exp(H) with H = -sum_k p_k ln p_k over the codes' usage shares p_k. "
-        "What are the p_k when every item gets the same code, and what is H then?"
+        "Perplexity = exp(H) with H = -sum_k p_k ln p_k over the codes' usage shares p_k: here "
+        "p = 0.75 and 0.25 on the two codes in use and 0 on the dead ones, which add nothing."
     )
 
 
@@ -1315,8 +1348,8 @@ def _ndcg(answer: Any) -> str | None:
     "(training items, validation item, test item) as the P5 leave-one-out split does.",
     placeholder=_unwritten,
     explanation="The last item is the test target, the one before it the validation target, and "
-    "every earlier item is training data: none of the user's held-out items can be among that "
-    "user's training targets.",
+    "every earlier item is training data: no held-out position is ever a training sample (the "
+    "same item can still be a training target if the user reviewed it twice).",
 )
 @_function_exercise
 def _leave_one_out(answer: Any) -> str | None:
