@@ -1,6 +1,14 @@
 """Generative retrieval (TIGER): samples, item tokens, trie search, metrics, models and training."""
 
 from rqvae_lib.retrieval.batches import Collated
+from rqvae_lib.retrieval.cold import (
+    ColdSplit,
+    NewItemIndex,
+    admit_new_items,
+    cold_start_split,
+    known_item_mask,
+    split_by_novelty,
+)
 from rqvae_lib.retrieval.metrics import (
     KS,
     MetricValue,
@@ -87,4 +95,10 @@ __all__ = [
     "truncate_history",
     "user_ranks",
     "validation_samples",
+    "ColdSplit",
+    "NewItemIndex",
+    "admit_new_items",
+    "cold_start_split",
+    "known_item_mask",
+    "split_by_novelty",
 ]

@@ -1,0 +1,165 @@
+"""Cold-start (new-item) retrieval, TIGER's protocol: a split with unseen items, and admitting them.
+
+A seeded fraction of the catalogue is "new": no training sequence contains it and the ID table is
+fitted without it, yet it can be a validation or test target. Constrained beam search over the
+known items cannot emit a new item, so TIGER admits new items whose semantic ID shares the
+generated item's prefix into the top K, at most a fraction epsilon of K (:func:`admit_new_items`).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from rqvae_lib.data.amazon import LeaveOneOut, leave_one_out
+from rqvae_lib.retrieval.sequences import RetrievalSamples
+
+
+class ColdSplit(NamedTuple):
+    """A leave-one-out split whose training parts hold no new item, and the new items themselves."""
+
+    split: LeaveOneOut  # training parts without new items; val/test as leave_one_out gives them
+    new_items: frozenset[int]
+    seed: int
+    fraction: float
+
+
+def cold_start_split(
+    sequences: dict[int, list[int]],
+    item_ids: Sequence[int],
+    fraction: float = 0.05,
+    seed: int = 0,
+) -> ColdSplit:
+    """Mark ``round(fraction * len(item_ids))`` items new (seeded) and drop them from training.
+
+    The new items are ``random.Random(seed).sample`` of the sorted ids (global state untouched).
+    Validation and test items are those of ``leave_one_out(sequences)``; new items are removed
+    from each training part only, so a new validation item stays in its user's test history,
+    while validation and test histories (read from the training part) lose their new items. A
+    user whose training part becomes empty keeps an empty list and yields no training sample.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    catalogue = sorted(int(i) for i in item_ids)
+    if len(set(catalogue)) != len(catalogue):
+        raise ValueError("item_ids must be unique")
+    count = round(fraction * len(catalogue))
+    if not 0 < count < len(catalogue):
+        raise ValueError(
+            f"fraction {fraction} of {len(catalogue)} items gives {count} new items; "
+            "need at least one new and one known item"
+        )
+    new_items = frozenset(random.Random(seed).sample(catalogue, count))
+    split = leave_one_out(sequences)
+    train = {user: [i for i in items if i not in new_items] for user, items in split.train.items()}
+    return ColdSplit(LeaveOneOut(train, split.val, split.test), new_items, seed, fraction)
+
+
+def known_item_mask(item_ids: Sequence[int] | np.ndarray, new_items: Collection[int]) -> np.ndarray:
+    """Bool per catalogue row, True where the item is known: the rows an ID table may be fitted on."""
+    return ~np.isin(np.asarray(item_ids), np.fromiter(new_items, dtype=np.int64))
+
+
+def split_by_novelty(
+    samples: RetrievalSamples, new_items: Collection[int]
+) -> tuple[list[int], list[int]]:
+    """Positions of the samples whose target is new, and of those whose target is known.
+
+    Score each group alone and all samples together (new-item and known-item recall).
+    """
+    new = frozenset(new_items)
+    new_pos = [i for i, target in enumerate(samples.targets) if target in new]
+    known_pos = [i for i, target in enumerate(samples.targets) if target not in new]
+    return new_pos, known_pos
+
+
+class NewItemIndex:
+    """New items grouped by semantic-ID prefix: built once per catalogue, applied to each user.
+
+    ``codes[item]`` is an item's semantic ID (codes without the collision suffix, e.g.
+    ``dict(zip(tokenizer.item_ids, tokenizer.semantic_ids.tolist()))``); it must cover every
+    new item and every ranked item. ``prefix_len`` None compares the whole ID.
+    """
+
+    def __init__(
+        self,
+        codes: Mapping[int, Sequence[int]],
+        new_items: Iterable[int],
+        prefix_len: int | None = None,
+    ) -> None:
+        """Group the new items by their first ``prefix_len`` codes, ascending item id in a group."""
+        if prefix_len is not None and prefix_len < 1:
+            raise ValueError(f"prefix_len must be None or at least 1, got {prefix_len}")
+        self.codes = codes
+        self.prefix_len = prefix_len
+        self.new_items: frozenset[int] = frozenset(int(i) for i in new_items)
+        self._groups: dict[tuple[int, ...], list[int]] = {}
+        for item in sorted(self.new_items):
+            self._groups.setdefault(self.prefix(item), []).append(item)
+
+    def prefix(self, item: int) -> tuple[int, ...]:
+        """The item's first ``prefix_len`` codes (all of them when ``prefix_len`` is None)."""
+        try:
+            codes = self.codes[item]
+        except KeyError:
+            raise KeyError(f"item {item} has no semantic ID in codes") from None
+        if self.prefix_len is not None and self.prefix_len > len(codes):
+            raise ValueError(
+                f"prefix_len {self.prefix_len} exceeds item {item}'s {len(codes)} codes"
+            )
+        return tuple(int(c) for c in codes[: self.prefix_len])
+
+    def matching(self, item: int) -> list[int]:
+        """The new items sharing ``item``'s prefix, ascending id (``item`` itself if it is new)."""
+        return list(self._groups.get(self.prefix(item), ()))
+
+    def admit(self, ranked: Sequence[int], k: int, epsilon: float) -> list[int]:
+        """TIGER's admission rule on one user's ranking; see :func:`admit_new_items`."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        if not 0.0 <= epsilon <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+        cap = math.floor(epsilon * k + 1e-9)  # tolerance: 0.29 * 100 is 28.999...
+        out: list[int] = []
+        admitted: set[int] = set()
+        for item in ranked:
+            if len(out) >= k:
+                break
+            if item in admitted:  # a new item already inserted after a better-ranked item
+                continue
+            out.append(item)
+            if item in self.new_items:  # generated by the model itself: kept, counts to the cap
+                admitted.add(item)
+            if len(admitted) >= cap:
+                continue
+            for new in self.matching(item):
+                if len(admitted) >= cap:
+                    break
+                if new not in admitted:
+                    out.append(new)
+                    admitted.add(new)
+        return out[:k]
+
+
+def admit_new_items(
+    ranked: Sequence[int],
+    codes: Mapping[int, Sequence[int]],
+    new_items: Iterable[int],
+    k: int,
+    epsilon: float,
+    prefix_len: int | None = None,
+) -> list[int]:
+    """Top ``k`` of ``ranked`` with new items sharing a ranked item's ID prefix admitted (TIGER).
+
+    Walk ``ranked`` (best first, normally known items); after each item, insert the new items whose
+    first ``prefix_len`` codes equal its own, ascending id, skipping any already in the output,
+    until ``floor(epsilon * k)`` new items are in it; truncate to ``k``. A new item already in
+    ``ranked`` keeps its place (unless already inserted higher) and counts to the cap (the cap
+    limits insertions; ranked items are dropped only by the truncation). ``epsilon`` 0 gives ``ranked[:k]``. For many users, build
+    one :class:`NewItemIndex` and call its ``admit``.
+    """
+    return NewItemIndex(codes, new_items, prefix_len).admit(ranked, k, epsilon)
