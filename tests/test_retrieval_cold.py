@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
+import torch
 
 from rqvae_lib.data.amazon import leave_one_out
 from rqvae_lib.retrieval import (
     NewItemIndex,
+    RetrievalSamples,
+    SASRec,
+    SASRecConfig,
     admit_new_items,
     build_samples,
     cold_start_split,
     known_item_mask,
+    nearest_text_new_items,
+    random_new_items,
+    recall_ndcg,
     split_by_novelty,
 )
 
@@ -185,3 +194,150 @@ def test_index_is_reusable_and_validates() -> None:
         NewItemIndex(CODES, NEW, prefix_len=4)
     with pytest.raises(KeyError, match="semantic ID"):
         index.admit([42], 4, 0.5)
+
+
+# --- baselines on new items ---------------------------------------------------------------------
+
+
+def test_random_new_items_recall_matches_k_over_num_new() -> None:
+    new = list(range(1000, 1050))  # 50 new items
+    num_users, k = 20_000, 10
+    ranked = random_new_items(num_users, new, k, seed=0)
+    assert ranked.shape == (num_users, k) and ranked.dtype == torch.long
+    assert set(ranked.unique().tolist()) == set(new)
+    assert all(len(set(row)) == k for row in ranked[:500].tolist())  # distinct within a row
+    targets = torch.tensor(new)[
+        torch.randint(0, 50, (num_users,), generator=torch.Generator().manual_seed(1))
+    ]
+    recall = recall_ndcg(ranked, targets, ks=(k,))[f"recall@{k}"].mean
+    p = k / len(new)
+    assert abs(recall - p) < 5 * math.sqrt(p * (1 - p) / num_users)  # 5 binomial standard errors
+    # Every position is uniform too: item 1000 is first for about 1 / 50 of the users.
+    first = (ranked[:, 0] == 1000).double().mean().item()
+    assert abs(first - 1 / 50) < 5 * math.sqrt((1 / 50) * (49 / 50) / num_users)
+
+
+def test_random_new_items_depends_on_the_seed_only() -> None:
+    new = {5, 3, 9, 1, 7, 11}
+    torch.manual_seed(123)
+    a = random_new_items(100, new, 4, seed=7)
+    torch.manual_seed(456)
+    b = random_new_items(100, sorted(new, reverse=True), 4, seed=7)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, random_new_items(100, new, 4, seed=8))
+    assert torch.equal(random_new_items(5000, new, 4, seed=7)[:100], a)  # chunks are seed-bound
+    padded = random_new_items(3, [2, 1], 4)
+    assert padded[:, 2:].eq(-1).all() and all(sorted(r[:2]) == [1, 2] for r in padded.tolist())
+    assert random_new_items(0, new, 4).shape == (0, 4)
+    with pytest.raises(ValueError, match="empty"):
+        random_new_items(3, [], 2)
+    with pytest.raises(ValueError, match="k must"):
+        random_new_items(3, new, 0)
+
+
+# 2-D text embeddings; rows in shuffled id order. Known 1-4 and 10, new 5-9. Items 3 and 10 are
+# not unit length, so normalising matters. Every cosine below is exact or clearly apart.
+TEXT = {
+    1: (1.0, 0.0),
+    2: (0.0, 1.0),
+    3: (3.0, 0.0),  # 1's direction
+    4: (1.0, 1.0),
+    10: (0.0, -5.0),
+    5: (2.0, 0.0),  # new, 1's direction
+    6: (0.0, 1.0),  # new, 2's direction
+    7: (1.0, 1.0),  # new, the diagonal
+    8: (-1.0, 0.0),  # new, opposite 1
+    9: (1.0, 0.0),  # new, tied with 5 everywhere
+}
+TEXT_IDS = [9, 3, 1, 7, 10, 2, 5, 8, 4, 6]
+TEXT_EMB = torch.tensor([TEXT[i] for i in TEXT_IDS])
+TEXT_NEW = {8, 6, 9, 5, 7}
+
+
+def test_nearest_text_on_a_hand_made_case() -> None:
+    histories = [
+        [1],  # query (1, 0): 5 and 9 (cosine 1, tie by id), 7 (0.71), 6 (0), 8 (-1)
+        [2, 3],  # unit rows average to the diagonal: 7, then 5, 6, 9 tied at 0.71, then 8
+        [1, 1, 2],  # (2, 1) / 3 with the repeat: 7 (0.95), 5, 9 (0.89), 6 (0.45), 8
+        [5],  # a new item in the history counts (and is not excluded): as [1]
+        [],  # the catalogue mean, (3.41, 2.41) / 10: 7 (0.98), 5, 9 (0.82), 6 (0.58), 8
+    ]
+    expected = [
+        [5, 9, 7, 6, 8],
+        [7, 5, 6, 9, 8],
+        [7, 5, 9, 6, 8],
+        [5, 9, 7, 6, 8],
+        [7, 5, 9, 6, 8],
+    ]
+    ranked = nearest_text_new_items(histories, TEXT_EMB, TEXT_IDS, TEXT_NEW, k=5)
+    assert ranked.tolist() == expected
+    # Without normalising, [2, 3] would average to (1.5, 0.5) and put 5 first.
+    for batch_size in (1, 2, 3):
+        same = nearest_text_new_items(histories, TEXT_EMB, TEXT_IDS, TEXT_NEW, 5, batch_size)
+        assert same.tolist() == expected
+    top2 = nearest_text_new_items(histories, TEXT_EMB.numpy(), torch.tensor(TEXT_IDS), TEXT_NEW, 2)
+    assert top2.tolist() == [row[:2] for row in expected]
+    wide = nearest_text_new_items(histories[:1], TEXT_EMB, TEXT_IDS, TEXT_NEW, 7)
+    assert wide.tolist() == [[5, 9, 7, 6, 8, -1, -1]]
+    empty = nearest_text_new_items([[], []], TEXT_EMB, TEXT_IDS, TEXT_NEW, 5, batch_size=1)
+    assert empty.tolist() == [expected[-1]] * 2
+    assert nearest_text_new_items([], TEXT_EMB, TEXT_IDS, TEXT_NEW, 5).shape == (0, 5)
+    # Scored directly: users 0 and 3 find their target first; every target is within the top 5.
+    scores = recall_ndcg(ranked, [5, 8, 8, 5, 6], ks=(1, 5))
+    assert scores["recall@1"].mean == pytest.approx(2 / 5)
+    assert scores["recall@5"].mean == pytest.approx(1.0)
+
+
+def test_nearest_text_matches_a_per_user_loop() -> None:
+    g = torch.Generator().manual_seed(0)
+    ids = list(range(1, 201))  # P5 ids from 1
+    emb = torch.randn(200, 16, generator=g)
+    new = list(range(150, 201))
+    histories = [
+        torch.randint(1, 201, (int(n),), generator=g).tolist()
+        for n in torch.randint(0, 8, (300,), generator=g)
+    ]
+    ranked = nearest_text_new_items(histories, emb, ids, new, k=10, batch_size=64)
+    unit = torch.nn.functional.normalize(emb.double(), dim=1)
+    for user, history in enumerate(histories):
+        query = unit[[i - 1 for i in history]].mean(0) if history else unit.mean(0)
+        cos = [(float(unit[i - 1] @ query) / float(query.norm()), i) for i in new]
+        best = [i for _, i in sorted(cos, key=lambda c: (-c[0], c[1]))[:10]]
+        assert ranked[user].tolist() == best
+
+
+def test_nearest_text_rejects_bad_inputs() -> None:
+    with pytest.raises(KeyError, match="item 42 has no row"):
+        nearest_text_new_items([[1, 42]], TEXT_EMB, TEXT_IDS, TEXT_NEW, 3)
+    with pytest.raises(KeyError, match="item 42 has no row"):
+        nearest_text_new_items([[1]], TEXT_EMB, TEXT_IDS, {5, 42}, 3)
+    with pytest.raises(ValueError, match="do not match"):
+        nearest_text_new_items([[1]], TEXT_EMB[:-1], TEXT_IDS, TEXT_NEW, 3)
+    with pytest.raises(ValueError, match="unique"):
+        nearest_text_new_items([[1]], TEXT_EMB, [1] * 10, TEXT_NEW, 3)
+    with pytest.raises(ValueError, match="empty"):
+        nearest_text_new_items([[1]], TEXT_EMB, TEXT_IDS, [], 3)
+    with pytest.raises(ValueError, match="k must"):
+        nearest_text_new_items([[1]], TEXT_EMB, TEXT_IDS, TEXT_NEW, 0)
+    with pytest.raises(ValueError, match="batch_size"):
+        nearest_text_new_items([[1]], TEXT_EMB, TEXT_IDS, TEXT_NEW, 3, batch_size=0)
+
+
+def test_sasrec_and_new_items_as_the_module_docstring_says() -> None:
+    ids, new = list(range(1, 11)), [9, 10]
+    small = {"d_model": 8, "d_ff": 8, "dropout": 0.0}
+    torch.manual_seed(0)
+    # Over the known items: no row for a new item, so it is never emitted, and cannot be read.
+    known = SASRec(SASRecConfig(8, **small), ids[:8])  # type: ignore[arg-type]
+    assert not set(known.recommend([[1, 2], [3]], k=8).flatten().tolist()) & set(new)
+    with pytest.raises(KeyError, match="not in the SASRec catalogue"):
+        known.recommend([[1, 9]], k=3)
+    # Over the whole catalogue: the new rows are no target and no input, yet trained as negatives.
+    samples = RetrievalSamples([0, 1, 2], [[1, 2], [3], [4, 5]], [3, 4, 6])
+    for loss in ("ce", "bce"):
+        model = SASRec(SASRecConfig(10, loss=loss, **small), ids)  # type: ignore[arg-type]
+        model.loss(samples).backward()
+        grad = model.item_emb.weight.grad[model.item_index(new)]  # (2, d)
+        if loss == "ce":  # the softmax covers every row
+            assert (grad.norm(dim=1) > 0).all()
+        assert model.scores([[1, 2]]).shape == (1, 10)  # new items are scored like any other

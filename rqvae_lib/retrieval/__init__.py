@@ -7,6 +7,8 @@ from rqvae_lib.retrieval.cold import (
     admit_new_items,
     cold_start_split,
     known_item_mask,
+    nearest_text_new_items,
+    random_new_items,
     split_by_novelty,
 )
 from rqvae_lib.retrieval.metrics import (
@@ -100,5 +102,7 @@ __all__ = [
     "admit_new_items",
     "cold_start_split",
     "known_item_mask",
+    "nearest_text_new_items",
+    "random_new_items",
     "split_by_novelty",
 ]

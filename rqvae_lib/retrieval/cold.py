@@ -4,6 +4,25 @@ A seeded fraction of the catalogue is "new": no training sequence contains it an
 fitted without it, yet it can be a validation or test target. Constrained beam search over the
 known items cannot emit a new item, so TIGER admits new items whose semantic ID shares the
 generated item's prefix into the top K, at most a fraction epsilon of K (:func:`admit_new_items`).
+
+Two baselines rank the new items alone, as (num_users, k) item ids that :func:`recall_ndcg`
+scores directly on the new-item targets: :func:`random_new_items` (expected Recall@k is
+``k / len(new_items)``) and :func:`nearest_text_new_items` (the new items whose text embedding is
+closest to the mean of the user's history), the one that uses the same text the semantic IDs
+come from.
+
+An ID-based model (SASRec) and new items: "zero by construction" holds only for a model whose
+table has no row for them. :class:`SASRec` built over the known items (``known_item_mask``) has
+none, so it never emits a new item and its Recall@K on new-item targets is exactly 0; but it also
+cannot read a history that holds one (``item_index`` raises ``KeyError``; in this split a new
+validation item stays in its user's test history) or an empty one, so such histories must be
+filtered first. Built over the whole catalogue, as :mod:`rqvae_lib.retrieval.experiment` builds
+it, SASRec has a row for every new item and nothing is exact: the rows are never a training
+target or a history input, but they are trained as negatives (every step under ``"ce"``, whose
+softmax covers the whole catalogue; whenever one is sampled under ``"bce"``) and shrink by
+weight decay. Their scores are therefore pushed down from the N(0, 0.02^2) initialisation, not
+arbitrary and not minus infinity: a new item can still reach a top K, so its recall on new-item
+targets is near 0, not 0 by construction.
 """
 
 from __future__ import annotations
@@ -14,6 +33,9 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
+import torch
+from torch import Tensor
+from torch.nn import functional as F
 
 from rqvae_lib.data.amazon import LeaveOneOut, leave_one_out
 from rqvae_lib.retrieval.sequences import RetrievalSamples
@@ -163,3 +185,93 @@ def admit_new_items(
     one :class:`NewItemIndex` and call its ``admit``.
     """
     return NewItemIndex(codes, new_items, prefix_len).admit(ranked, k, epsilon)
+
+
+def _sorted_new_items(new_items: Collection[int]) -> Tensor:
+    """The new items as a (M,) long tensor, ascending id; at least one, no repeats."""
+    items = sorted({int(i) for i in new_items})
+    if not items:
+        raise ValueError("new_items is empty")
+    return torch.tensor(items, dtype=torch.long)
+
+
+def random_new_items(num_users: int, new_items: Collection[int], k: int, seed: int = 0) -> Tensor:
+    """Each user's ``k`` distinct new items drawn uniformly, in random order: (num_users, k) ids.
+
+    The baseline's expected Recall@k on a new-item target is ``k / len(new_items)``. The draws
+    come from a ``torch.Generator`` seeded with ``seed`` over the sorted ids, so they depend on
+    ``seed`` alone (not on global state or the order of ``new_items``). With fewer than ``k`` new
+    items, each row is a permutation of all of them padded with -1 (as ``most_popular``).
+    """
+    if num_users < 0:
+        raise ValueError(f"num_users must be at least 0, got {num_users}")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    items = _sorted_new_items(new_items)  # (M,)
+    width = min(k, len(items))
+    out = torch.full((num_users, k), -1, dtype=torch.long)
+    g = torch.Generator().manual_seed(seed)
+    chunk = 4096  # fixed, so the draws depend on the seed only
+    for start in range(0, num_users, chunk):
+        keys = torch.rand(min(chunk, num_users - start), len(items), generator=g)  # (B, M)
+        # The top `width` of i.i.d. uniform keys: a uniform subset in uniform order.
+        out[start : start + len(keys), :width] = items[keys.topk(width, dim=1).indices]
+    return out
+
+
+def nearest_text_new_items(
+    histories: Sequence[Sequence[int]],
+    embeddings: Tensor | np.ndarray,
+    item_ids: Sequence[int] | Tensor,
+    new_items: Collection[int],
+    k: int,
+    batch_size: int = 1024,
+) -> Tensor:
+    """The ``k`` new items nearest in text to each user's history, best first: (num_users, k) ids.
+
+    ``embeddings`` (num_rows, dim) are the catalogue's text embeddings, row r belonging to
+    ``item_ids[r]`` (the order of ``ItemDataset.item_ids``; P5 ids, which start at 1). Rows are
+    L2-normalised; a user's query is the mean of their history items' rows (a repeated item
+    counts each time; a new item in the history counts like any other), and the new items are
+    ranked by cosine similarity to it, highest first, ties by smaller item id. An empty history
+    falls back to the mean of every normalised row of ``embeddings`` (the average item).
+    Nothing is excluded: a new item in the history can be ranked (TIGER does not mask; see
+    :mod:`rqvae_lib.retrieval.metrics`). With fewer than ``k`` new items rows are padded with -1.
+    Scores are float64 on the embeddings' device, ``batch_size`` users at a time; the result is
+    on the CPU.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    emb = torch.as_tensor(embeddings)
+    ids = torch.as_tensor(item_ids).long().view(-1)
+    if emb.ndim != 2 or emb.shape[0] != len(ids):
+        raise ValueError(f"embeddings {tuple(emb.shape)} do not match {len(ids)} item ids")
+    row_of = {item: r for r, item in enumerate(ids.tolist())}
+    if len(row_of) != len(ids):
+        raise ValueError("item_ids must be unique")
+
+    def rows(items: Iterable[int]) -> list[int]:
+        try:
+            return [row_of[int(i)] for i in items]
+        except KeyError as err:
+            raise KeyError(f"item {err.args[0]} has no row in embeddings") from None
+
+    new = _sorted_new_items(new_items)  # (M,) ascending: a stable sort breaks ties by id
+    unit = F.normalize(emb.double(), dim=1)  # (R, D); a zero row stays zero
+    candidates = unit[torch.tensor(rows(new.tolist()), device=unit.device)]  # (M, D)
+    fallback = unit.mean(dim=0)  # (D,) the query of an empty history
+    width = min(k, len(new))
+    out = torch.full((len(histories), k), -1, dtype=torch.long)
+    for start in range(0, len(histories), batch_size):
+        chunk = histories[start : start + batch_size]
+        lengths = torch.tensor([len(h) for h in chunk], device=unit.device)  # (B,)
+        flat = torch.tensor(rows(i for h in chunk for i in h), dtype=torch.long, device=unit.device)
+        offsets = torch.cumsum(lengths, 0) - lengths  # (B,) start of each bag
+        query = F.embedding_bag(flat, unit, offsets, mode="mean")  # (B, D); empty bag -> 0
+        query[lengths == 0] = fallback
+        scores = F.normalize(query, dim=1) @ candidates.T  # (B, M) cosine similarities
+        order = scores.sort(dim=1, descending=True, stable=True).indices[:, :width]  # (B, width)
+        out[start : start + len(chunk), :width] = new[order.cpu()]
+    return out
