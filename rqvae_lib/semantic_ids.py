@@ -46,7 +46,9 @@ def add_collision_suffix(ids: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def deduplicate(quantizer: ResidualQuantizer, z: Tensor, ids: Tensor) -> Tensor:
+def deduplicate(
+    quantizer: ResidualQuantizer, z: Tensor, ids: Tensor, keep: Tensor | None = None
+) -> Tensor:
     """Re-assign last-level codes so items sharing a prefix get distinct full IDs where possible.
 
     Within each group of items that share the first ``num_levels - 1`` codes and collide, the
@@ -56,6 +58,10 @@ def deduplicate(quantizer: ResidualQuantizer, z: Tensor, ids: Tensor) -> Tensor:
     on the whole catalogue, so call it on all items at once. A group with more items than codes
     cannot be made unique: those collisions stay, with a warning that counts them (use
     :func:`add_collision_suffix` for IDs that are always unique).
+
+    ``keep`` (bool, one per row) marks IDs already given out, e.g. a table new items join: those
+    rows never move, and the other rows of a colliding group are assigned among the last-level
+    codes the kept rows of their prefix leave free, under the same cost.
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -72,14 +78,22 @@ def deduplicate(quantizer: ResidualQuantizer, z: Tensor, ids: Tensor) -> Tensor:
         prefix = torch.zeros(len(ids), dtype=torch.long, device=ids.device)
         if quantizer.num_levels > 1:
             _, prefix = torch.unique(ids[:, :-1], dim=0, return_inverse=True)
+        kept = torch.zeros(len(ids), dtype=torch.bool, device=ids.device)
+        if keep is not None:
+            kept = kept | torch.as_tensor(keep, device=ids.device).bool()
         for p in torch.unique(prefix[counts[full] > 1]).tolist():
             rows = (prefix == p).nonzero().squeeze(1)
-            cost = last.distances(residual[rows].to(last.codebook.dtype)).double()
+            free = torch.ones(k, dtype=torch.bool, device=ids.device)
+            free[ids[rows[kept[rows]], -1]] = False  # codes of the group's kept rows
+            rows, codes = rows[~kept[rows]], free.nonzero().squeeze(1)
+            if not len(rows) or not len(codes):
+                continue
+            cost = last.distances(residual[rows].to(last.codebook.dtype)).double()[:, codes]
             cost = cost.cpu().numpy()
-            r, c = linear_sum_assignment(cost[: min(len(rows), k)])
-            ids[rows[torch.as_tensor(r, device=rows.device)], -1] = torch.as_tensor(
-                c, device=ids.device
-            )
+            r, c = linear_sum_assignment(cost[: min(len(rows), len(codes))])
+            ids[rows[torch.as_tensor(r, device=rows.device)], -1] = codes[
+                torch.as_tensor(c, device=codes.device)
+            ]
     _, counts = torch.unique(ids, dim=0, return_counts=True)
     left = int(counts[counts > 1].sum())
     if left:

@@ -341,3 +341,12 @@ def test_sasrec_and_new_items_as_the_module_docstring_says() -> None:
         if loss == "ce":  # the softmax covers every row
             assert (grad.norm(dim=1) > 0).all()
         assert model.scores([[1, 2]]).shape == (1, 10)  # new items are scored like any other
+
+
+def test_admit_all_applies_the_rule_row_by_row() -> None:
+    index = NewItemIndex(CODES, NEW)
+    ranked = torch.tensor([RANKED[:4], [3, 4, -1, -1], [-1, -1, -1, -1]])  # -1: a short beam
+    out = index.admit_all(ranked, k=4, epsilon=0.5)
+    assert out.tolist() == [[2, 7, 3, 8], [3, 8, 4, -1], [-1, -1, -1, -1]]
+    assert torch.equal(index.admit_all(ranked, 3, 0.0), ranked[:, :3])
+    assert index.admit_all(torch.empty(0, 4, dtype=torch.long), 2, 0.5).shape == (0, 2)

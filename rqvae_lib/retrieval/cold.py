@@ -166,6 +166,18 @@ class NewItemIndex:
                     admitted.add(new)
         return out[:k]
 
+    def admit_all(self, ranked: Tensor, k: int, epsilon: float) -> Tensor:
+        """:meth:`admit` on every row of ``ranked`` (num_users, width) item ids: (num_users, k).
+
+        ``-1`` entries (a beam search that found fewer items) are skipped; short rows are padded
+        with -1, as the search pads them.
+        """
+        out = torch.full((len(ranked), k), -1, dtype=torch.long)
+        for user, row in enumerate(torch.as_tensor(ranked).long().tolist()):
+            admitted = self.admit([item for item in row if item >= 0], k, epsilon)
+            out[user, : len(admitted)] = torch.tensor(admitted, dtype=torch.long)
+        return out
+
 
 def admit_new_items(
     ranked: Sequence[int],
