@@ -7,8 +7,9 @@ share one protocol:
 
 1. :func:`cold_retrieval_data`: the same users and catalogue as :func:`load_retrieval_data`, on
    the cold split (no new item in any training sequence).
-2. :func:`cold_semantic_id_table`: an ID for every item from a table fitted on the known items
-   only; a new item gets its ID afterwards from its text embedding, as a new item would.
+2. :func:`rqvae_lib.retrieval.id_tables.seeded_id_tables` with ``new_items``: an ID for every item
+   from a table fitted on the known items only; a new item gets its ID afterwards from its text
+   embedding, as a new item would.
 3. :func:`cold_seq2seq_model`: a seq2seq whose tokenizer knows every item (a history may hold a
    new item) but whose beam search runs over the trie of the known items; :func:`decoding_over`
    swaps in another trie (the whole catalogue: plain constrained beam search).
@@ -25,18 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from rqvae_lib.config import (
-    DEFAULT_SEED,
-    TUTORIAL_BATCH_SIZE,
-    TUTORIAL_CONFIG,
-    artifacts_dir,
-    seed_everything,
-)
+from rqvae_lib.config import DEFAULT_SEED
 from rqvae_lib.data.amazon import LeaveOneOut
-from rqvae_lib.io import atomic_write
 from rqvae_lib.retrieval.cold import (
     ColdSplit,
     NewItemIndex,
@@ -45,24 +38,19 @@ from rqvae_lib.retrieval.cold import (
     split_by_novelty,
 )
 from rqvae_lib.retrieval.experiment import (
-    ID_SOURCES,
     VAL_KS,
     RetrievalData,
     _metrics,
     load_retrieval_data,
     seq2seq_model,
 )
+from rqvae_lib.retrieval.id_tables import BALANCED_TABLES
 from rqvae_lib.retrieval.metrics import MetricValue, recall_ndcg
 from rqvae_lib.retrieval.seq2seq import Seq2SeqRetriever
 from rqvae_lib.retrieval.sequences import RetrievalSamples, RetrievalSplits, build_samples
 from rqvae_lib.retrieval.tokens import ItemTokenizer
 from rqvae_lib.retrieval.train import rank_samples, subset
 from rqvae_lib.retrieval.trie import ItemTrie
-
-#: ID sources whose last level is balanced (every item a distinct full ID where the codes allow):
-#: there the last code already tells items apart, so TIGER's "same ID but the disambiguating
-#: token" is the first ``num_levels - 1`` codes (:func:`admission_prefix_len`).
-BALANCED_SOURCES = ("rqvae",)
 
 #: The groups :func:`score_cold` and :func:`choose_epsilon` report: every user, then the users
 #: whose target is a new item, then those whose target is a known item.
@@ -99,122 +87,6 @@ def cold_retrieval_data(
     train, val, test = build_samples(cold.split)
     val = subset(val, [i for i, history in enumerate(val.histories) if history])
     return data._replace(sequences=cold.split, samples=RetrievalSplits(train, val, test)), cold
-
-
-# --- 2. ID tables fitted without the new items ----------------------------------------------
-def cold_item_ids(
-    source: str,
-    features: Tensor,
-    item_ids: Tensor | Sequence[int],
-    new_items: Collection[int],
-    seed: int = DEFAULT_SEED,
-    rqvae_epochs: int | None = None,
-    model_dir: str | Path | None = None,
-    config: Mapping[str, Any] | None = None,
-) -> Tensor:
-    """Semantic IDs (num_items, num_levels) of every row of ``features``, fitted on known rows only.
-
-    The fit sees the known items alone: a :class:`FeatureDataModule` of their rows, split 90/5/5
-    by ``seed`` as notebook 03 splits the catalogue, whose training part fits RQ-KMeans and
-    trains the RQ-VAE (its validation part validates it). Then every row is encoded:
-
-    - ``"rqvae"``: ``config`` (default ``TUTORIAL_CONFIG``) trained by ``load_or_train`` in
-      ``model_dir`` (or by ``train_model``, unsaved, when it is None) for ``rqvae_epochs``, after
-      ``seed_everything(seed)``, with the quantizer's own ``seed`` too. Known items get the main
-      table's balanced last level computed over the known items alone (``deduplicate``), so their
-      IDs do not depend on the new ones; new items get their nearest codes, and those that collide
-      are given the last-level codes their prefix leaves free (``deduplicate(keep=known)``): a
-      new item joins the table without moving a known item's ID.
-    - ``"rq-kmeans"``: ``rq_kmeans_fit`` on the known training rows, ``rq_kmeans_encode`` on all;
-      no balancing (the tokenizer's collision suffix separates shared IDs), as the warm table.
-    - ``"random"``: uniform codes of the same shape, drawn from ``seed`` as the warm table's.
-    """
-    from rqvae_lib.baselines import rq_kmeans_encode, rq_kmeans_fit
-    from rqvae_lib.data import FeatureDataModule
-    from rqvae_lib.semantic_ids import deduplicate
-    from rqvae_lib.training import load_or_train, train_model
-
-    if source not in ID_SOURCES:
-        raise ValueError(f"source must be one of {ID_SOURCES}, got {source!r}")
-    config = dict(TUTORIAL_CONFIG if config is None else config)
-    features = torch.as_tensor(features).float()
-    item_ids = torch.as_tensor(item_ids).long().view(-1)
-    known = torch.as_tensor(known_item_mask(item_ids.numpy(), new_items))
-    if int((~known).sum()) != len(set(new_items)) or bool(known.all()):
-        raise ValueError("new_items must be a non-empty set of the catalogue's item ids")
-    levels, codes = config["num_levels"], config["num_embeddings"]
-    if source == "random":
-        g = torch.Generator().manual_seed(seed)
-        return torch.randint(0, codes, (len(item_ids), levels), generator=g)
-    dm = FeatureDataModule(
-        features[known], item_ids[known], batch_size=TUTORIAL_BATCH_SIZE, seed=seed
-    )
-    if source == "rq-kmeans":
-        centroids = rq_kmeans_fit(dm.dataset("train").features, levels, codes, seed)
-        return rq_kmeans_encode(features, centroids)[0].long()
-    seed_everything(seed)
-    options: dict[str, Any] = dict(config=config, quiet=True, seed=seed)
-    if model_dir is None:
-        model = train_model(dm, rqvae_epochs, name="cold-rqvae", **options).model
-    else:
-        model = load_or_train(model_dir, dm, rqvae_epochs, **options)
-    model.eval()
-    with torch.no_grad():
-        z = model.encode(features.to(model.device))
-        known = known.to(z.device)
-        ids = model.latents_to_ids(z)  # nearest codes
-        ids[known] = model.latents_to_ids(z[known], deduplicate=True)
-        ids = deduplicate(model.quantizer, z, ids, keep=known)
-    return ids.long().cpu()
-
-
-def _cold_key(split: str, source: str, cold: ColdSplit, seed: int) -> str:
-    return f"{split}-{source}-new{cold.fraction:g}-split{cold.seed}-seed{seed}"
-
-
-def cold_semantic_id_table(
-    split: str,
-    source: str,
-    cold: ColdSplit,
-    seed: int = DEFAULT_SEED,
-    rqvae_epochs: int | None = None,
-    root: str | Path | None = None,
-    directory: str | Path | None = None,
-    config: Mapping[str, Any] | None = None,
-) -> tuple[Tensor, Tensor]:
-    """``(ids (num_items, levels), item_ids (num_items,))`` of the catalogue, fitted without
-    ``cold.new_items`` (:func:`cold_item_ids`), computed once and cached.
-
-    The cache, ``<directory>/cold-ids-<split>-<source>-new<fraction>-split<split seed>-seed<seed>
-    .safetensors`` (directory: ``artifacts/retrieval``), is written whole (:func:`atomic_write`)
-    and holds the new items too: a cache made for other new items is refused, not reused. The
-    RQ-VAE is kept beside it in ``cold-rqvae-<same key>/``. Like the warm table's, the key names
-    the run, not ``rqvae_epochs`` or ``config``: delete the files to change those.
-    """
-    from rqvae_lib.data import ItemDataModule
-
-    directory = Path(directory) if directory is not None else artifacts_dir() / "retrieval"
-    key = _cold_key(split, source, cold, seed)
-    path = directory / f"cold-ids-{key}.safetensors"
-    new_items = torch.tensor(sorted(cold.new_items), dtype=torch.long)
-    if path.is_file():
-        table = load_file(path)
-        if not torch.equal(table["new_items"], new_items):
-            raise ValueError(f"{path} was fitted without other new items; delete it to refit")
-        return table["ids"], table["item_ids"]
-    dm = ItemDataModule(root, split, batch_size=TUTORIAL_BATCH_SIZE)
-    dm.prepare_data()
-    dm.setup()
-    catalogue = dm.dataset("all")
-    item_ids = catalogue.item_ids.long().contiguous()
-    model_dir = directory / f"cold-rqvae-{key}"
-    ids = cold_item_ids(
-        source, catalogue.features, item_ids, cold.new_items, seed, rqvae_epochs, model_dir, config
-    ).contiguous()
-    directory.mkdir(parents=True, exist_ok=True)
-    tensors = {"ids": ids, "item_ids": item_ids, "new_items": new_items}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
-    return ids, item_ids
 
 
 # --- 3. decoding over the known items ---------------------------------------------------------
@@ -261,10 +133,10 @@ def admission_prefix_len(source: str, num_levels: int) -> int | None:
 
     TIGER admits new items with the generated item's semantic ID, its collision token aside. With
     a plain table the suffix is that token: the whole ID (None). With a balanced last level
-    (:data:`BALANCED_SOURCES`) the last code does that job, and a new item never has a known
+    (:data:`~rqvae_lib.retrieval.id_tables.BALANCED_TABLES`) the last code does that job, and a new item never has a known
     item's whole ID, so the rule compares the first ``num_levels - 1`` codes.
     """
-    return num_levels - 1 if source in BALANCED_SOURCES and num_levels > 1 else None
+    return num_levels - 1 if source in BALANCED_TABLES and num_levels > 1 else None
 
 
 def new_item_index(
@@ -315,6 +187,28 @@ def _record(
     return {"users": users, **{group: _metrics(values) for group, values in metrics.items()}}
 
 
+def admission_records(
+    ranked: Tensor,
+    samples: RetrievalSamples,
+    index: NewItemIndex,
+    epsilons: Sequence[float],
+    ks: Sequence[int] = VAL_KS,
+) -> list[dict[str, Any]]:
+    """One record per epsilon (ascending) of a beam's ``ranked`` (num_users, >= max K) item ids:
+    Recall@K and NDCG@K per group (:data:`GROUPS`) with new items admitted into each top K on its
+    own (at most ``floor(epsilon * K)``). JSON-ready: ``{"epsilon", "users": {group: count},
+    group: {metric: [mean, sem]}}``; the beam runs once for every epsilon and K."""
+    records = []
+    for epsilon in sorted(set(epsilons)):
+        metrics: dict[str, dict[str, MetricValue]] = {}
+        for k in sorted(ks):
+            admitted = index.admit_all(ranked, k, epsilon)
+            for group, values in novelty_metrics(admitted, samples, index.new_items, (k,)).items():
+                metrics.setdefault(group, {}).update(values)
+        records.append({"epsilon": epsilon, **_record(metrics, samples, index)})
+    return records
+
+
 def score_cold(
     model: Seq2SeqRetriever,
     samples: RetrievalSamples,
@@ -324,20 +218,11 @@ def score_cold(
     batch_size: int = 256,
     amp: bool = True,
 ) -> dict[str, Any]:
-    """Recall@K and NDCG@K with new items admitted into each top K, per group (:data:`GROUPS`).
-
-    One beam search of width ``max(ks)`` over the model's trie; each K gets its own admission
-    (at most ``floor(epsilon * K)`` new items). JSON-ready: ``{"epsilon", "users": {group:
-    count}, group: {metric: [mean, sem]}}``. Scored as the warm experiment scores: nothing
-    excluded from the history.
-    """
+    """Recall@K and NDCG@K with new items admitted into each top K, per group (:data:`GROUPS`):
+    :func:`admission_records` of one beam search of width ``max(ks)`` over the model's trie.
+    Scored as the warm experiment scores: nothing excluded from the history."""
     ranked = rank_samples(model, samples, max(ks), batch_size, False, amp)  # (N, max K)
-    metrics: dict[str, dict[str, MetricValue]] = {}
-    for k in sorted(ks):
-        admitted = index.admit_all(ranked, k, epsilon)
-        for group, values in novelty_metrics(admitted, samples, index.new_items, (k,)).items():
-            metrics.setdefault(group, {}).update(values)
-    return {"epsilon": epsilon, **_record(metrics, samples, index)}
+    return admission_records(ranked, samples, index, [epsilon], ks)[0]
 
 
 def choose_epsilon(
@@ -350,20 +235,16 @@ def choose_epsilon(
     amp: bool = True,
 ) -> tuple[float, list[dict[str, Any]]]:
     """The epsilon with the best overall Recall@k on ``val_samples`` (ties: the smaller one), and
-    one :func:`score_cold` record per epsilon, ascending: the known/new trade-off curve.
+    one :func:`admission_records` record per epsilon, ascending: the known/new trade-off curve.
 
     The beam search runs once; only the admission changes with epsilon.
     """
     if not epsilons:
         raise ValueError("epsilons is empty")
-    grid = sorted(set(epsilons))
     ranked = rank_samples(model, val_samples, k, batch_size, False, amp)  # (N, k)
-    records, best, best_recall = [], grid[0], -1.0
-    for epsilon in grid:
-        admitted = index.admit_all(ranked, k, epsilon)
-        metrics = novelty_metrics(admitted, val_samples, index.new_items, (k,))
-        records.append({"epsilon": epsilon, **_record(metrics, val_samples, index)})
-        recall = metrics["all"][f"recall@{k}"].mean
-        if recall > best_recall:  # strictly better: a tie keeps the smaller epsilon
-            best, best_recall = epsilon, recall
+    records = admission_records(ranked, val_samples, index, epsilons, (k,))
+    best, best_recall = records[0]["epsilon"], -1.0
+    for rec in records:
+        if rec["all"][f"recall@{k}"][0] > best_recall:  # strictly: a tie keeps the smaller one
+            best, best_recall = rec["epsilon"], rec["all"][f"recall@{k}"][0]
     return best, records

@@ -1,0 +1,137 @@
+"""What semantic IDs buy, over seeds: the ID tables downstream (warm) and new items (cold start).
+
+    python benchmarks/seeds.py                          # the CPU budget, every unit below
+    python benchmarks/seeds.py --experiments warm --datasets toys --seeds 0
+    python benchmarks/seeds.py --threads 1 --out benchmarks/results/seeds.jsonl
+
+Units, in this order: the warm comparison of every ID table (``rqvae_lib.retrieval.id_tables.
+ID_TABLES``) on Beauty for each seed, the cold-start protocol on Beauty for each seed, then the
+warm comparison on Toys (``rqvae_lib.retrieval.seeded``: ``run_warm_seed``, ``run_cold_seed``).
+Each unit appends its records to ``--out`` (JSON lines) when it ends, so a finished unit is
+skipped on the next run and processes running other units can share the file; an interrupted one resumes from its last epoch (checkpoints under
+``--checkpoint-dir``). The ID tables and their RQ-VAEs are cached in ``artifacts/retrieval``.
+Notebook 07 reads the records; ``benchmarks/RESULTS.md`` holds the tables they give.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import git_rev, load, machine, setup_env  # noqa: E402
+
+from rqvae_lib.config import artifacts_dir  # noqa: E402
+from rqvae_lib.retrieval.experiment import CPU_BUDGET, FAST_BUDGET, GPU_BUDGET  # noqa: E402
+from rqvae_lib.retrieval.seeded import SEEDS  # noqa: E402
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "seeds.jsonl"
+EXPERIMENTS = ("warm", "cold")
+DATASETS = ("beauty", "toys")
+BUDGETS = {b.name: b for b in (FAST_BUDGET, CPU_BUDGET, GPU_BUDGET)}
+
+
+def units(experiments, datasets, seeds) -> list[tuple[str, str, int]]:
+    """(experiment, dataset, seed) in run order: Beauty warm, Beauty cold, then Toys warm (and
+    Toys cold only when asked for by name)."""
+    order = [("warm", "beauty"), ("cold", "beauty"), ("warm", "toys"), ("cold", "toys")]
+    return [
+        (e, d, s) for e, d in order if e in experiments and d in datasets for s in seeds
+    ]  # fmt: skip
+
+
+def read_done(path: Path, budget: str) -> set[tuple[str, str, int]]:
+    """The units whose records are already in ``path``."""
+    if not path.is_file():
+        return set()
+    done = set()
+    for line in path.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            if r.get("budget") == budget:
+                done.add((r["experiment"], r["dataset"], r["seed"]))
+    return done
+
+
+def append_records(path: Path, records: list[dict]) -> None:
+    """Append a unit's records as JSON lines in one locked write: runs of other units (other
+    processes) can append to the same file side by side."""
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+        fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run_unit(experiment: str, dataset: str, seed: int, args: argparse.Namespace) -> list[dict]:
+    """Train and score one unit; its records, stamped with the machine and commit."""
+    from rqvae_lib.retrieval.experiment import load_retrieval_data
+    from rqvae_lib.retrieval.id_tables import ID_TABLES, seeded_id_tables
+    from rqvae_lib.retrieval.seeded import run_cold_seed, run_warm_seed
+
+    budget = BUDGETS[args.budget]
+    resume = args.checkpoint_dir / f"{experiment}-{dataset}-seed{seed}-{budget.name}"
+    start = time.perf_counter()
+    if experiment == "warm":
+        data = load_retrieval_data(dataset, max_users=budget.max_users)
+        tables = seeded_id_tables(dataset, ID_TABLES, seed, directory=args.ids_dir)
+        records = run_warm_seed(data, tables, seed, budget, resume)
+    else:
+        records = run_cold_seed(dataset, seed, budget=budget, directory=args.ids_dir,
+                                checkpoint_dir=resume)  # fmt: skip
+    stamp = dict(unit_seconds=round(time.perf_counter() - start, 1), machine=machine(),
+                 load=load(), commit=git_rev(), threads=torch.get_num_threads())  # fmt: skip
+    return [dict(r, experiment=experiment, dataset=dataset, seed=seed, budget=budget.name, **stamp)
+            for r in records]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--experiments", nargs="+", default=list(EXPERIMENTS), choices=EXPERIMENTS)
+    p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    p.add_argument("--budget", default="cpu", choices=list(BUDGETS),
+                   help="rqvae_lib.retrieval.experiment's budget (default: cpu)")  # fmt: skip
+    p.add_argument("--toys-cold", action="store_true", help="also the cold start on Toys")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON lines, appended per unit")
+    p.add_argument("--ids-dir", type=Path, default=None, help="ID tables (artifacts/retrieval)")
+    p.add_argument("--checkpoint-dir", type=Path, default=None,
+                   help="resume checkpoints (default: artifacts/seeds-checkpoints)")  # fmt: skip
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1)")
+    args = p.parse_args(argv)
+    setup_env()
+    torch.set_num_threads(args.threads or 1)
+    if args.checkpoint_dir is None:
+        args.checkpoint_dir = artifacts_dir() / "seeds-checkpoints"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    todo = [
+        u for u in units(args.experiments, args.datasets, args.seeds)
+        if u[:2] != ("cold", "toys") or args.toys_cold
+    ]  # fmt: skip
+    done = read_done(args.out, args.budget)
+    for unit in todo:
+        if unit in done:
+            print(f"{unit}: in {args.out.name} already", flush=True)
+            continue
+        print(f"--- {unit} ({machine()})", flush=True)
+        records = run_unit(*unit, args)
+        append_records(args.out, records)
+        for r in records:
+            scores = r.get("test", r)
+            scores = scores.get("all", scores)  # cold records score groups of users
+            print(f"{unit} {r.get('table', r.get('model'))}: Recall@10 {scores['recall@10']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""Notebook 07's reading of ``benchmarks/seeds.py``'s records: tables over seeds, paired verdicts
+and the figures (which ID table is better downstream, and what new items cost and gain).
+
+Over seeds a row is the mean of the per-seed test results and the standard error of that mean
+(``std / sqrt(seeds)``, the noise of a re-run); ``user_sem`` is the mean per-user standard error
+of one seed's result (the noise of the test users). A pair of tables differs when the mean of
+its per-seed paired differences is more than twice their standard error over seeds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from rqvae_lib.course.retrieval import paired_difference
+from rqvae_lib.retrieval.id_tables import ID_TABLES
+from rqvae_lib.retrieval.metrics import mean_sem
+
+#: What each table is, in words, for the tables and figures.
+TABLE_NAMES = {
+    "rqvae": "RQ-VAE, balanced last level",
+    "rqvae-plain": "RQ-VAE, nearest codes",
+    "rq-kmeans-balanced": "RQ-KMeans, balanced last level",
+    "rq-kmeans": "RQ-KMeans, nearest codes",
+    "random": "random IDs",
+}
+#: The measures of a table that notebook 04 reads, with their axis labels.
+MEASURES = {
+    "perplexity": "mean perplexity per level",
+    "collision_rate": "collision rate (items sharing a whole ID)",
+    "relative_error": "relative reconstruction error (held out)",
+}
+#: The rows of the cold-start table: how the recommendations were made.
+COLD_ROWS = {
+    "whole": "seq2seq, beam over every item",
+    "known": "seq2seq, beam over known items (epsilon 0)",
+    "admitted": "seq2seq + TIGER's admission (epsilon chosen on validation)",
+    "nearest-text": "nearest text embedding to the history (new items only)",
+    "random-new": "a random new item",
+    "sasrec-ce": "SASRec, softmax cross-entropy",
+}
+
+
+def read_seed_records(path: str | Path, budget: str | None = "cpu") -> list[dict[str, Any]]:
+    """The JSON lines of ``benchmarks/seeds.py`` (of one ``budget``; None: every budget)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no seed records at {path}: run `python benchmarks/seeds.py` to write them"
+        )
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if budget is None or r.get("budget") == budget]
+
+
+def _warm(records: Sequence[Mapping[str, Any]], dataset: str) -> dict[str, dict[int, Mapping]]:
+    """table -> seed -> warm record of ``dataset``."""
+    out: dict[str, dict[int, Mapping]] = {}
+    for r in records:
+        if r.get("experiment") == "warm" and r.get("dataset") == dataset:
+            out.setdefault(r["table"], {})[r["seed"]] = r
+    return {t: out[t] for t in ID_TABLES if t in out}
+
+
+def _over_seeds(values: Sequence[float]) -> tuple[float, float]:
+    mean, sem = mean_sem(torch.tensor(list(values), dtype=torch.float64))
+    return mean, sem
+
+
+def warm_table(
+    records: Sequence[Mapping[str, Any]], dataset: str = "beauty", metric: str = "recall@10"
+) -> pd.DataFrame:
+    """One row per ID table: ``metric`` mean and standard error over seeds, the mean per-user
+    standard error, the seeds, and the table's measures averaged over seeds."""
+    rows = []
+    for table, by_seed in _warm(records, dataset).items():
+        values = [r["test"][metric][0] for r in by_seed.values()]
+        mean, sem = _over_seeds(values)
+        row = {"table": TABLE_NAMES.get(table, table), "key": table, metric: mean,
+               "seed_sem": sem, "user_sem": float(np.mean([r["test"][metric][1]
+                                                           for r in by_seed.values()])),
+               "seeds": len(values)}  # fmt: skip
+        for m in MEASURES:
+            row[m] = float(np.mean([r["measures"][m] for r in by_seed.values()]))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("table") if rows else pd.DataFrame()
+
+
+def pair_table(
+    records: Sequence[Mapping[str, Any]], dataset: str = "beauty", metric: str = "recall@10"
+) -> pd.DataFrame:
+    """Every pair of ID tables: the mean over seeds of A minus B (paired on the same test users
+    within a seed), its standard error over seeds, the mean per-user paired standard error, and
+    whether the difference exceeds twice its standard error over seeds."""
+    by_table = _warm(records, dataset)
+    rows = []
+    for a, b in itertools.combinations(by_table, 2):
+        seeds = sorted(set(by_table[a]) & set(by_table[b]))
+        if not seeds:
+            continue
+        diffs = [paired_difference(by_table[a][s], by_table[b][s], metric) for s in seeds]
+        mean, sem = _over_seeds([d.mean for d in diffs])
+        exceeds = bool(len(seeds) > 1 and abs(mean) > 2 * sem)
+        rows.append({"A": TABLE_NAMES[a], "B": TABLE_NAMES[b], f"A - B {metric}": mean,
+                     "seed_sem": sem, "user_sem": float(np.mean([d.sem for d in diffs])),
+                     "seeds": len(seeds),
+                     "verdict": ("A ahead" if mean > 0 else "B ahead") if exceeds
+                     else "within noise"})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def measures_figure(
+    records: Sequence[Mapping[str, Any]], dataset: str = "beauty", metric: str = "recall@10"
+) -> Figure:
+    """Test ``metric`` against each table measure, one point per table and seed."""
+    by_table = _warm(records, dataset)
+    fig = Figure(figsize=(12, 3.8), layout="constrained")
+    axes = fig.subplots(1, len(MEASURES), sharey=True)
+    for ax, (measure, label) in zip(axes, MEASURES.items(), strict=True):
+        for i, (table, by_seed) in enumerate(by_table.items()):
+            xs = [r["measures"][measure] for r in by_seed.values()]
+            ys = [r["test"][metric][0] for r in by_seed.values()]
+            ax.scatter(xs, ys, color=f"C{i}", label=TABLE_NAMES[table], s=28)
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"test {metric.replace('recall', 'Recall').replace('ndcg', 'NDCG')}")
+    axes[-1].legend(fontsize=8, loc="best")
+    fig.suptitle(f"{dataset.capitalize()}: each point one table and one seed")
+    return fig
+
+
+def measure_correlations(
+    records: Sequence[Mapping[str, Any]], dataset: str = "beauty", metric: str = "recall@10"
+) -> pd.Series:
+    """Spearman rank correlation of each measure with test ``metric``, over the (table, seed)
+    points that have it (random IDs have no reconstruction error)."""
+    points = [r for by_seed in _warm(records, dataset).values() for r in by_seed.values()]
+    y = pd.Series([r["test"][metric][0] for r in points])
+    out = {}
+    for m in MEASURES:
+        x = pd.Series([r["measures"][m] for r in points])
+        ok = x.notna()
+        out[m] = float(x[ok].corr(y[ok], method="spearman")) if ok.sum() > 2 else float("nan")
+    return pd.Series(out, name=f"Spearman with {metric}")
+
+
+def _cold(records: Sequence[Mapping[str, Any]], dataset: str) -> list[Mapping[str, Any]]:
+    return [r for r in records if r.get("experiment") == "cold" and r.get("dataset") == dataset]
+
+
+def cold_rows(record: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The scored groups of one cold record by :data:`COLD_ROWS` key (a seq2seq record gives
+    three: whole catalogue, known items only, admission at the chosen epsilon)."""
+    if record.get("model") != "seq2seq":
+        return {record["model"]: record}
+    curve = {r["epsilon"]: r for r in record["test_curve"]}
+    return {"whole": record["whole_catalogue"], "known": curve[0.0], "admitted": record["test"]}
+
+
+def cold_table(
+    records: Sequence[Mapping[str, Any]], dataset: str = "beauty", metric: str = "recall@10"
+) -> pd.DataFrame:
+    """``metric`` on all, new-target and known-target test users, mean ± standard error over
+    seeds, for each table's seq2seq decoded three ways and for the baselines."""
+    cells: dict[tuple[str, str], dict[str, list[float]]] = {}
+    epsilons: dict[str, list[float]] = {}
+    for r in _cold(records, dataset):
+        table = r.get("table", "")
+        for key, scored in cold_rows(r).items():
+            group = cells.setdefault((table, key), {})
+            for g in ("all", "new", "known"):
+                if g in scored:
+                    group.setdefault(g, []).append(scored[g][metric][0])
+        if r.get("model") == "seq2seq":
+            epsilons.setdefault(table, []).append(r["epsilon"])
+    rows = []
+    for (table, key), groups in cells.items():
+        name = COLD_ROWS[key] if not table else f"{COLD_ROWS[key]}, {TABLE_NAMES[table]}"
+        row: dict[str, Any] = {"recommender": name}
+        for g, values in groups.items():
+            mean, sem = _over_seeds(values)
+            row[f"{g} {metric}"] = f"{mean:.4f} ± {sem:.4f}" if len(values) > 1 else f"{mean:.4f}"
+        row["seeds"] = max(len(v) for v in groups.values())
+        if key == "admitted":
+            row["epsilon"] = ", ".join(f"{e:g}" for e in epsilons[table])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("recommender") if rows else pd.DataFrame()
+
+
+def tradeoff_figure(
+    records: Sequence[Mapping[str, Any]], dataset: str = "beauty", k: int = 10
+) -> Figure:
+    """Known-target against new-target Recall@k on the test split as epsilon grows (mean over
+    seeds), one line per table, the chosen epsilons circled; nearest text's new-target recall as
+    a reference line."""
+    fig = Figure(figsize=(6.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    metric = f"recall@{k}"
+    seq = [r for r in _cold(records, dataset) if r.get("model") == "seq2seq"]
+    for i, table in enumerate(dict.fromkeys(r["table"] for r in seq)):
+        runs = [r for r in seq if r["table"] == table]
+        grid = [c["epsilon"] for c in runs[0]["test_curve"]]
+        known = [np.mean([r["test_curve"][j]["known"][metric][0] for r in runs]) for j in
+                 range(len(grid))]  # fmt: skip
+        new = [np.mean([r["test_curve"][j]["new"][metric][0] for r in runs]) for j in
+               range(len(grid))]  # fmt: skip
+        ax.plot(new, known, "o-", color=f"C{i}", label=TABLE_NAMES[table])
+        for e, x, y in zip(grid, new, known, strict=True):
+            ax.annotate(f"ε={e:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    text = [r for r in _cold(records, dataset) if r.get("model") == "nearest-text"]
+    if text:
+        ax.axvline(np.mean([r["new"][metric][0] for r in text]), color="gray", ls="--",
+                   label="nearest text, new targets")  # fmt: skip
+    ax.set_xlabel(f"Recall@{k}, test users whose target is a new item")
+    ax.set_ylabel(f"Recall@{k}, test users whose target is a known item")
+    ax.set_title(f"{dataset.capitalize()}: admitting new items, mean over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
