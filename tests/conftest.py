@@ -82,6 +82,19 @@ def p5_root(p5_tiny: P5Fixture, tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture
+def fixture_root(p5_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The P5 fixture with seeded random 8-d "text embeddings" and artifacts in a temp folder."""
+    from rqvae_lib.data import embed as embed_module
+
+    def fake_embed(texts, *args, **kwargs):
+        return np.random.default_rng(0).normal(size=(len(texts), 8)).astype(np.float32)
+
+    monkeypatch.setattr(embed_module, "embed_texts", fake_embed)
+    monkeypatch.setenv("RQVAE_ARTIFACTS", str(tmp_path / "artifacts"))
+    return p5_root
+
+
 @pytest.fixture(scope="session")
 def catalogue():
     """The small synthetic catalogue of the model tests (helpers.small_catalogue)."""

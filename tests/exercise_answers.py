@@ -17,11 +17,14 @@ from typing import Any
 import torch
 
 from rqvae_lib.course.analysis import shared_prefix_length
+from rqvae_lib.course.vocabulary import vocabulary_footprint
 from rqvae_lib.data import amazon
 from rqvae_lib.data.amazon import item_text, leave_one_out
 from rqvae_lib.evaluate import codebook_stats, perplexity
 from rqvae_lib.quantizer import ResidualQuantizer, VectorQuantizer
-from rqvae_lib.retrieval.metrics import recall_ndcg
+from rqvae_lib.retrieval.cold import nearest_text_new_items
+from rqvae_lib.retrieval.metrics import mean_sem, recall_ndcg
+from rqvae_lib.retrieval.tokens import NUM_SPECIAL, ItemTokenizer
 from rqvae_lib.semantic_ids import add_collision_suffix, prefix_groups
 
 #: The words of the hint for an answer that is, or calls, the library's own function.
@@ -580,6 +583,186 @@ WRONG_ANSWERS.update(
             (_split_keeps_validation, "items[:-2]"),
             (leave_one_out, LIBRARY_HINT),
             (_split_by_the_library, LIBRARY_HINT),
+        ],
+    }
+)
+
+
+# -- notebook 07 ------------------------------------------------------------------------------
+
+
+def vocab_size(num_levels, codebook_size, max_items_per_id):
+    """Item tokens of a TIGER vocabulary: a range of codes per level, and the suffix range."""
+    return num_levels * codebook_size + max_items_per_id  # suffixes 0 .. max_items_per_id - 1
+
+
+def seed_verdict(differences):
+    """'A ahead', 'B ahead' or 'within noise' from per-seed differences A - B."""
+    n = len(differences)
+    mean = sum(differences) / n
+    std = math.sqrt(sum((d - mean) ** 2 for d in differences) / (n - 1))  # sample std
+    sem = std / math.sqrt(n)  # standard error of the mean over seeds
+    if abs(mean) > 2 * sem:
+        return "A ahead" if mean > 0 else "B ahead"
+    return "within noise"
+
+
+def nearest_new(history_embeddings, new_embeddings, new_ids, k):
+    """The k new items nearest in cosine to the mean of the user's normalised history rows."""
+    history = history_embeddings / history_embeddings.norm(dim=1, keepdim=True)
+    new = new_embeddings / new_embeddings.norm(dim=1, keepdim=True)
+    query = history.mean(dim=0)  # (D,) its length does not change the ranking
+    scores = (new @ query).tolist()  # (M,) cosine similarities, up to the query's length
+    order = sorted(range(len(new_ids)), key=lambda j: (-scores[j], new_ids[j]))
+    return [new_ids[j] for j in order[:k]]
+
+
+def _vocab_no_suffix(num_levels, codebook_size, max_items_per_id):
+    return num_levels * codebook_size
+
+
+def _vocab_suffix_one_short(num_levels, codebook_size, max_items_per_id):
+    return num_levels * codebook_size + max_items_per_id - 1
+
+
+def _vocab_possible_ids(num_levels, codebook_size, max_items_per_id):
+    return codebook_size**num_levels
+
+
+def _vocab_with_specials(num_levels, codebook_size, max_items_per_id):
+    return num_levels * codebook_size + max_items_per_id + 3
+
+
+def _vocab_by_the_library(num_levels, codebook_size, max_items_per_id):
+    fp = vocabulary_footprint(max_items_per_id, 64, num_levels, codebook_size, max_items_per_id)
+    return fp.vocab_size - NUM_SPECIAL
+
+
+def _vocab_by_the_tokenizer(num_levels, codebook_size, max_items_per_id):
+    ids = torch.zeros(max_items_per_id, num_levels, dtype=torch.long)  # one ID, max items on it
+    tokenizer = ItemTokenizer(ids, list(range(max_items_per_id)), num_embeddings=codebook_size)
+    return sum(tokenizer.level_sizes)
+
+
+def _verdict_population_std(differences):
+    n = len(differences)
+    mean = sum(differences) / n
+    std = math.sqrt(sum((d - mean) ** 2 for d in differences) / n)  # n, not n - 1
+    if abs(mean) > 2 * std / math.sqrt(n):
+        return "A ahead" if mean > 0 else "B ahead"
+    return "within noise"
+
+
+def _verdict_no_sqrt(differences):
+    n = len(differences)
+    mean = sum(differences) / n
+    std = math.sqrt(sum((d - mean) ** 2 for d in differences) / (n - 1))
+    if abs(mean) > 2 * std:  # the standard deviation, not the standard error
+        return "A ahead" if mean > 0 else "B ahead"
+    return "within noise"
+
+
+def _verdict_one_sem(differences):
+    n = len(differences)
+    mean = sum(differences) / n
+    sem = math.sqrt(sum((d - mean) ** 2 for d in differences) / (n - 1)) / math.sqrt(n)
+    if abs(mean) > sem:
+        return "A ahead" if mean > 0 else "B ahead"
+    return "within noise"
+
+
+def _verdict_by_the_library(differences):
+    mean, sem = mean_sem(torch.tensor(differences, dtype=torch.float64))
+    if abs(mean) > 2 * sem:
+        return "A ahead" if mean > 0 else "B ahead"
+    return "within noise"
+
+
+def _nearest_raw_mean(history_embeddings, new_embeddings, new_ids, k):
+    query = history_embeddings.mean(dim=0)  # long history rows dominate the query
+    new = new_embeddings / new_embeddings.norm(dim=1, keepdim=True)
+    scores = (new @ query).tolist()
+    order = sorted(range(len(new_ids)), key=lambda j: (-scores[j], new_ids[j]))
+    return [new_ids[j] for j in order[:k]]
+
+
+def _nearest_lowest_first(history_embeddings, new_embeddings, new_ids, k):
+    history = history_embeddings / history_embeddings.norm(dim=1, keepdim=True)
+    new = new_embeddings / new_embeddings.norm(dim=1, keepdim=True)
+    scores = (new @ history.mean(dim=0)).tolist()
+    order = sorted(range(len(new_ids)), key=lambda j: (scores[j], new_ids[j]))
+    return [new_ids[j] for j in order[:k]]
+
+
+def _nearest_euclidean(history_embeddings, new_embeddings, new_ids, k):
+    history = history_embeddings / history_embeddings.norm(dim=1, keepdim=True)
+    query = history.mean(dim=0)  # the mean of the normalised rows, not normalised itself
+    distances = (new_embeddings - query).norm(dim=1).tolist()  # the new rows left as they are
+    order = sorted(range(len(new_ids)), key=lambda j: (distances[j], new_ids[j]))
+    return [new_ids[j] for j in order[:k]]
+
+
+def _nearest_raw_new_rows(history_embeddings, new_embeddings, new_ids, k):
+    history = history_embeddings / history_embeddings.norm(dim=1, keepdim=True)
+    scores = (new_embeddings @ history.mean(dim=0)).tolist()  # new rows not normalised
+    order = sorted(range(len(new_ids)), key=lambda j: (-scores[j], new_ids[j]))
+    return [new_ids[j] for j in order[:k]]
+
+
+def _nearest_ties_by_row(history_embeddings, new_embeddings, new_ids, k):
+    history = history_embeddings / history_embeddings.norm(dim=1, keepdim=True)
+    new = new_embeddings / new_embeddings.norm(dim=1, keepdim=True)
+    scores = new @ history.mean(dim=0)
+    order = torch.sort(scores, descending=True, stable=True).indices  # ties in row order
+    return [new_ids[j] for j in order[:k].tolist()]
+
+
+def _nearest_positions(history_embeddings, new_embeddings, new_ids, k):
+    history = history_embeddings / history_embeddings.norm(dim=1, keepdim=True)
+    new = new_embeddings / new_embeddings.norm(dim=1, keepdim=True)
+    scores = (new @ history.mean(dim=0)).tolist()
+    return sorted(range(len(new_ids)), key=lambda j: (-scores[j], new_ids[j]))[:k]
+
+
+def _nearest_by_the_library(history_embeddings, new_embeddings, new_ids, k):
+    history_ids = [-1 - i for i in range(len(history_embeddings))]  # ids no new item has
+    embeddings = torch.cat([history_embeddings, new_embeddings])
+    return nearest_text_new_items(
+        [history_ids], embeddings, history_ids + list(new_ids), new_ids, k
+    )[0].tolist()
+
+
+SOLUTIONS.update(
+    {
+        "07-vocabulary-size": vocab_size,
+        "07-seed-verdict": seed_verdict,
+        "07-nearest-text": nearest_new,
+    }
+)
+WRONG_ANSWERS.update(
+    {
+        "07-vocabulary-size": [
+            (_vocab_no_suffix, "not the collision suffix"),
+            (_vocab_suffix_one_short, "one suffix token short"),
+            (_vocab_possible_ids, "not the number of tokens"),
+            (_vocab_with_specials, "special tokens"),
+            (_vocab_by_the_library, LIBRARY_HINT),
+            (_vocab_by_the_tokenizer, LIBRARY_HINT),
+        ],
+        "07-seed-verdict": [
+            (_verdict_population_std, "population standard deviation"),
+            (_verdict_no_sqrt, "divided by sqrt(n)"),
+            (_verdict_one_sem, "one standard error"),
+            (_verdict_by_the_library, LIBRARY_HINT),
+        ],
+        "07-nearest-text": [
+            (_nearest_raw_mean, "averaged the raw history rows"),
+            (_nearest_lowest_first, "highest similarity first"),
+            (_nearest_euclidean, "Euclidean distance"),
+            (_nearest_raw_new_rows, "unnormalised new rows"),
+            (_nearest_ties_by_row, "smaller id"),
+            (_nearest_positions, "positions"),
+            (_nearest_by_the_library, LIBRARY_HINT),
         ],
     }
 )

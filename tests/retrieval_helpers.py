@@ -1,4 +1,5 @@
-"""Helpers the retrieval test modules share: a toy next-item task, tiny models over it, a trainer.
+"""Helpers the retrieval test modules share: a toy next-item task, tiny models over it, a trainer,
+and for the P5 fixture (conftest's ``fixture_root``) a small RQ-VAE config and its catalogue.
 
 Plain functions, not fixtures: ``shared_task`` and ``trained_model`` are cached for the whole
 session, so a model is trained at most once whichever test module asks first.
@@ -10,6 +11,7 @@ import functools
 
 import torch
 
+from rqvae_lib.data import ItemDataModule
 from rqvae_lib.data.amazon import leave_one_out
 from rqvae_lib.retrieval import (
     ItemTokenizer,
@@ -32,6 +34,15 @@ from rqvae_lib.retrieval import (
 from rqvae_lib.retrieval.experiment import RetrievalData
 
 NUM_ITEMS = 60
+#: A small RQ-VAE (2 levels of 8 codes) for the 30-item P5 fixture; the input width is the data's.
+TINY_CONFIG = {
+    "input_dim": 8,
+    "hidden_dim": [16],
+    "latent_dim": 4,
+    "num_embeddings": 8,
+    "num_levels": 2,
+    "learning_rate": 3e-3,
+}
 #: The tasks the learning tests average over.
 SEEDS = (0, 1)
 
@@ -60,6 +71,14 @@ class Task:
         self.tokenizer = ItemTokenizer(
             torch.randint(0, 8, (NUM_ITEMS, 2), generator=g), self.item_ids
         )
+
+
+def catalogue(root):
+    """The P5 fixture's (features, item ids) under ``root``, in catalogue order."""
+    dm = ItemDataModule(root, "tiny")
+    dm.prepare_data()
+    all_items = dm.dataset("all")
+    return all_items.features, all_items.item_ids
 
 
 @functools.cache

@@ -1,22 +1,17 @@
-"""rqvae_lib.retrieval.cold_experiment: the cold data, ID tables fitted without the new items,
-decoding over the known items with admission, epsilon chosen on validation, and the seeded run."""
+"""rqvae_lib.retrieval.cold_experiment: the cold data, new items joining a table, decoding over the
+known items with admission, epsilon chosen on validation, and the seeded run (the ID tables
+themselves: test_retrieval_id_tables)."""
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
-from retrieval_helpers import shared_task
+from retrieval_helpers import TINY_CONFIG, shared_task
 
-from rqvae_lib import training
-from rqvae_lib.data import ItemDataModule
-from rqvae_lib.data import embed as embed_module
 from rqvae_lib.data.amazon import leave_one_out
-from rqvae_lib.model import RqVae
 from rqvae_lib.retrieval import (
-    ColdSplit,
     ItemTrie,
     NewItemIndex,
     RetrievalSamples,
@@ -28,39 +23,10 @@ from rqvae_lib.retrieval import (
 )
 from rqvae_lib.retrieval import cold_experiment as ce
 from rqvae_lib.retrieval.experiment import RetrievalData
+from rqvae_lib.retrieval.id_tables import seeded_id_tables
 from rqvae_lib.semantic_ids import deduplicate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-#: A small RQ-VAE (2 levels of 8 codes) for the 30-item P5 fixture; the input width is the data's.
-TINY_CONFIG = {
-    "input_dim": 8,
-    "hidden_dim": [16],
-    "latent_dim": 4,
-    "num_embeddings": 8,
-    "num_levels": 2,
-    "learning_rate": 3e-3,
-}
-
-
-@pytest.fixture
-def fixture_root(p5_root, tmp_path, monkeypatch):
-    """The P5 fixture with seeded random 8-d "text embeddings" and artifacts in a temp folder."""
-
-    def fake_embed(texts, *args, **kwargs):
-        return np.random.default_rng(0).normal(size=(len(texts), 8)).astype(np.float32)
-
-    monkeypatch.setattr(embed_module, "embed_texts", fake_embed)
-    monkeypatch.setenv("RQVAE_ARTIFACTS", str(tmp_path / "artifacts"))
-    return p5_root
-
-
-def catalogue(root):
-    """The fixture's (features, item ids), in catalogue order."""
-    dm = ItemDataModule(root, "tiny")
-    dm.prepare_data()
-    all_items = dm.dataset("all")
-    return all_items.features, all_items.item_ids
 
 
 # --- 1. data --------------------------------------------------------------------------------
@@ -96,7 +62,7 @@ def test_validation_users_left_without_history_are_dropped(monkeypatch) -> None:
     assert data.samples.test.users == list(cold.split.test)  # test histories end with val items
 
 
-# --- 2. ID tables fitted without the new items -----------------------------------------------
+# --- 2. new items join a table: deduplicate(keep=) ------------------------------------------
 def test_deduplicate_keeps_given_ids_and_fills_the_free_codes() -> None:
     from rqvae_lib import ResidualQuantizer
 
@@ -116,71 +82,6 @@ def test_deduplicate_keeps_given_ids_and_fills_the_free_codes() -> None:
     free = set(range(4)) - set(known[:, 1].tolist())
     assert set(out[2:4, 1].tolist()) == free  # the first new items take the two free codes
     assert torch.equal(out[4], ids[4])  # no code left: the last keeps its nearest, and collides
-
-
-@pytest.mark.parametrize(("source", "spied"), [("rqvae", "train_model"), ("rq-kmeans", None)])
-def test_the_table_is_fitted_on_known_items_only_and_covers_every_item(
-    fixture_root, tmp_path, monkeypatch, source, spied
-) -> None:
-    from rqvae_lib import baselines
-
-    features, item_ids = catalogue(fixture_root)
-    cold = cold_start_split({}, item_ids.tolist(), fraction=0.2, seed=3)
-    new_rows = features[torch.as_tensor(~ce.known_item_mask(item_ids.numpy(), cold.new_items))]
-    seen: list[torch.Tensor] = []
-    if source == "rqvae":
-        real = training.train_model
-
-        def spy(datamodule, *args, **kwargs):
-            seen.extend(datamodule.dataset(s).features for s in ("train", "val", "test", "all"))
-            return real(datamodule, *args, **kwargs)
-
-        monkeypatch.setattr(training, "train_model", spy)
-    else:
-        real_fit = baselines.rq_kmeans_fit
-
-        def spy(x, *args, **kwargs):
-            seen.append(torch.as_tensor(x))
-            return real_fit(x, *args, **kwargs)
-
-        monkeypatch.setattr(baselines, "rq_kmeans_fit", spy)
-    directory = tmp_path / "tables"
-    ids, ids_items = ce.cold_semantic_id_table(
-        "tiny", source, cold, seed=0, rqvae_epochs=2, root=fixture_root, directory=directory,
-        config=TINY_CONFIG,
-    )  # fmt: skip
-    assert seen and all(len(x) for x in seen)
-    for x in seen:  # no row the fit saw is a new item's embedding
-        assert torch.cdist(x.double(), new_rows.double()).min() > 1e-6
-    assert ids.shape == (30, 2) and torch.equal(ids_items, item_ids)  # every item, new ones too
-    assert 0 <= ids.min() and ids.max() < 8
-    calls = len(seen)
-    again = ce.cold_semantic_id_table("tiny", source, cold, 0, root=fixture_root,
-                                      directory=directory, config=TINY_CONFIG)  # fmt: skip
-    assert len(seen) == calls and torch.equal(again[0], ids)  # read from the cache
-    other = ColdSplit(cold.split, frozenset(sorted(item_ids.tolist())[:6]), cold.seed, 0.2)
-    with pytest.raises(ValueError, match="other new items"):
-        ce.cold_semantic_id_table("tiny", source, other, 0, root=fixture_root, directory=directory)
-    if source == "rqvae":  # the known items' IDs are the balanced table of the known items alone
-        key = ce._cold_key("tiny", "rqvae", cold, 0)
-        model = RqVae.from_pretrained(directory / f"cold-rqvae-{key}").eval()
-        known = torch.as_tensor(ce.known_item_mask(item_ids.numpy(), cold.new_items))
-        with torch.no_grad():
-            alone = model.latents_to_ids(model.encode(features[known]), deduplicate=True)
-        assert torch.equal(ids[known], alone)
-
-
-def test_random_ids_and_bad_arguments() -> None:
-    features, item_ids = torch.randn(10, 4), torch.arange(1, 11)
-    ids = ce.cold_item_ids("random", features, item_ids, {3}, seed=5, config=TINY_CONFIG)
-    g = torch.Generator().manual_seed(5)
-    assert torch.equal(ids, torch.randint(0, 8, (10, 2), generator=g))
-    with pytest.raises(ValueError, match="source"):
-        ce.cold_item_ids("kmeans", features, item_ids, {3}, config=TINY_CONFIG)
-    with pytest.raises(ValueError, match="new_items"):
-        ce.cold_item_ids("random", features, item_ids, {3, 42}, config=TINY_CONFIG)
-    with pytest.raises(ValueError, match="new_items"):
-        ce.cold_item_ids("random", features, item_ids, set(), config=TINY_CONFIG)
 
 
 # --- 3. decoding over the known items, with admission ------------------------------------------
@@ -264,9 +165,10 @@ def test_choose_epsilon_picks_the_best_overall_recall_ties_to_the_smaller(monkey
 def run_cold(root, directory) -> tuple[list, dict, list]:
     """Data, RQ-KMeans table, one epoch of the tiny seq2seq, epsilon and test: all seeded."""
     data, cold = ce.cold_retrieval_data("tiny", fraction=0.1, seed=1, root=root)
-    ids, item_ids = ce.cold_semantic_id_table(
-        "tiny", "rq-kmeans", cold, seed=0, root=root, directory=directory, config=TINY_CONFIG
-    )
+    ids, item_ids, _ = seeded_id_tables(
+        "tiny", ["rq-kmeans"], 0, cold.new_items, cold.seed, root=root, directory=directory,
+        config=TINY_CONFIG,
+    )["rq-kmeans"]  # fmt: skip
     model = ce.cold_seq2seq_model(ids, item_ids, cold.new_items, "tiny", seed=0)
     config = TrainConfig(epochs=1, batch_size=16, seed=0, device="cpu", verbose=False, ks=(5, 10))
     fit(model, data.samples.train, data.samples.val, config)

@@ -1370,3 +1370,373 @@ def _leave_one_out(answer: Any) -> str | None:
             return "The training part must leave out both held-out items: items[:-2]."
         return f"split_sequence({items}) returned {got}; expected {want}."
     return None
+
+
+# -- notebook 07: what semantic IDs buy ---------------------------------------------------------
+
+
+def _id_tables() -> list[tuple[torch.Tensor, int]]:
+    """Small hand-made ID tables (N, L) and their codebook size K: several items share an ID in
+    all but one, and the last is Beauty's shape (3 levels of 256, 19 items on one ID)."""
+    beauty = torch.tensor([[17, 203, 5]] * 19 + [[0, 0, 0], [255, 255, 255], [17, 203, 6]])
+    return [
+        (torch.tensor([[0, 1, 2], [0, 1, 2], [3, 3, 3], [1, 0, 2], [0, 1, 2]]), 4),
+        (torch.tensor([[0, 0], [7, 1], [2, 5], [3, 3]]), 8),
+        (torch.tensor([[0, 1, 2, 0], [2, 2, 2, 2], [0, 1, 2, 0], [1, 1, 1, 1]]), 3),
+        (beauty, 256),
+    ]
+
+
+@exercise(
+    "07-vocabulary-size",
+    library=(
+        "rqvae_lib.retrieval.tokens:ItemTokenizer",
+        "rqvae_lib.course.vocabulary:vocabulary_footprint",
+    ),
+    question="Write vocab_size(num_levels, codebook_size, max_items_per_id): the number of item "
+    "tokens a TIGER seq2seq needs to write every item's semantic ID and collision suffix, when "
+    "each of the num_levels levels has codebook_size codes and at most max_items_per_id items "
+    "share one ID (their suffixes are 0, 1, ..., max_items_per_id - 1). Count item tokens only: "
+    "not the special tokens pad, eos and bos (rqvae_lib.retrieval.tokens.NUM_SPECIAL), nor user "
+    "tokens. The check compares it with sum(ItemTokenizer(ids, item_ids, "
+    "num_embeddings=codebook_size).level_sizes) on small ID tables.",
+    placeholder=_unwritten,
+    explanation="Each level has a token range of its own, codebook_size wide (code 5 at level 0 "
+    "and code 5 at level 1 are two tokens), and the suffix range holds the values 0 to "
+    "max_items_per_id - 1: num_levels * codebook_size + max_items_per_id tokens in all, "
+    "3 * 256 + 19 = 787 for Beauty's RQ-KMeans table. codebook_size ** num_levels is the number "
+    "of IDs these tokens can spell (16.8 million), not the number of tokens: the vocabulary "
+    "grows with the catalogue only through the suffix. ItemTokenizer.vocab_size adds the 3 "
+    "special tokens (and any user tokens).",
+)
+@_function_exercise
+def _vocabulary_size(answer: Any) -> str | None:
+    from rqvae_lib.retrieval.tokens import NUM_SPECIAL, ItemTokenizer
+
+    for ids, k in _id_tables():
+        levels = ids.shape[1]
+        _, counts = torch.unique(ids, dim=0, return_counts=True)
+        most = int(counts.max())  # the largest suffix + 1
+        tokenizer = ItemTokenizer(ids, list(range(1, len(ids) + 1)), num_embeddings=k)
+        want = sum(tokenizer.level_sizes)  # == levels * k + most
+        value = _as_number(call(answer, levels, k, most))
+        if isinstance(value, str):
+            return value
+        if math.isclose(value, want):
+            continue
+        case = f"vocab_size({levels}, {k}, {most})"
+        if math.isclose(value, levels * k):
+            return (
+                f"{case}: you counted the codes of the {levels} levels but not the collision "
+                f"suffix. It is one more token per item, with a range of its own: {most} values "
+                f"here, 0 to {most - 1}."
+            )
+        if math.isclose(value, levels * k + most - 1):
+            return (
+                f"{case}: one suffix token short. The suffixes run from 0 to "
+                f"max_items_per_id - 1, which is max_items_per_id values, {most} here, not "
+                f"{most - 1}."
+            )
+        if math.isclose(value, k**levels) or math.isclose(value, k**levels + most):
+            return (
+                f"{case}: codebook_size ** num_levels = {k**levels} is the number of different "
+                "IDs the codes can spell, not the number of tokens. The model writes an ID one "
+                "token per level, and each level needs only its own codebook_size tokens."
+            )
+        if math.isclose(value, want + NUM_SPECIAL):
+            return (
+                f"{case}: you added the {NUM_SPECIAL} special tokens (pad, eos, bos). Count item "
+                "tokens only, as the sum of ItemTokenizer.level_sizes does."
+            )
+        if math.isclose(value, k + most) and levels > 1:
+            return (
+                f"{case}: the levels do not share one range of codebook_size tokens: code 5 at "
+                "level 0 and code 5 at level 1 are two different tokens, so every level has a "
+                "range of its own."
+            )
+        if math.isclose(value, (levels + 1) * k):
+            return (
+                f"{case}: the suffix range is not codebook_size wide: it holds only the suffixes "
+                f"that occur, 0 to max_items_per_id - 1 ({most} tokens here)."
+            )
+        return (
+            f"{case} returned {value:g}; the tokenizer has {want} item tokens: a range of "
+            f"{k} codes for each of the {levels} levels, and a suffix range of {most}."
+        )
+    return None
+
+
+#: Per-seed differences A - B of exercise 07-seed-verdict, chosen so that each usual mistake
+#: (the population standard deviation, no sqrt(n), one standard error instead of two, no sign)
+#: changes at least one verdict; none is near the threshold.
+_SEED_DIFFERENCES = [
+    [0.010, 0.003],
+    [0.004, 0.009, 0.006],
+    [-0.012, 0.002, -0.001],
+    [0.011, 0.002, -0.004, 0.009, 0.012, 0.003, 0.010, -0.001, 0.008],
+    [-0.020, -0.018, -0.025, -0.021],
+    [-0.006, -0.001, -0.0035],
+    [-0.009, 0.001, -0.004],
+    [-0.010, -0.001, -0.004],
+    [0.003, -0.002, 0.004, -0.001],
+]
+_VERDICTS = ("A ahead", "B ahead", "within noise")
+
+
+def _verdict(
+    differences: list[float],
+    ddof: int = 1,
+    root: bool = True,
+    times: float = 2.0,
+    signed: bool = True,
+    swapped: bool = False,
+) -> str:
+    """The verdict of exercise 07-seed-verdict, or of one of its usual mistakes: ``ddof`` 0 the
+    population standard deviation, ``root`` False no sqrt(n), ``times`` 1 one standard error,
+    ``signed`` False no absolute value, ``swapped`` the labels swapped."""
+    n = len(differences)
+    mean = sum(differences) / n
+    std = math.sqrt(sum((d - mean) ** 2 for d in differences) / (n - ddof))
+    sem = std / math.sqrt(n) if root else std
+    if (abs(mean) if signed else mean) > times * sem:
+        return "A ahead" if (mean > 0) != swapped else "B ahead"
+    return "within noise"
+
+
+@exercise(
+    "07-seed-verdict",
+    library=(
+        "rqvae_lib.retrieval.metrics:mean_sem",
+        "rqvae_lib.course.seeds:pair_table",
+    ),
+    question="Write seed_verdict(differences): differences is a list of floats, one per seed "
+    "(at least 2), each table A's test metric minus table B's on that seed. Return 'A ahead' or "
+    "'B ahead' when the mean difference is more than twice its standard error over seeds away "
+    "from 0 ('A ahead' when the mean is positive), and 'within noise' otherwise. The standard "
+    "error is the sample standard deviation of the differences (with n - 1 in the denominator) "
+    "divided by sqrt(n), n the number of seeds.",
+    placeholder=_unwritten,
+    explanation="The standard error std / sqrt(n) is how far the mean of n seeds would move on a "
+    "re-run with other seeds; a mean more than two of them from 0 rarely comes from the seeds "
+    "alone (about 5% of the time for a normal mean, more often with few seeds). With two seeds "
+    "the rule reads |d1 + d2| / 2 > |d1 - d2|: both differences have the same sign and the "
+    "smaller is more than a third of the larger. The population standard deviation (n in the "
+    "denominator) is smaller and calls more differences real than the seeds support, most of "
+    "all with few seeds. This is the verdict column of rqvae_lib.course.seeds.pair_table.",
+)
+@_function_exercise
+def _seed_verdict(answer: Any) -> str | None:
+    got = []
+    for differences in _SEED_DIFFERENCES:
+        out = call(answer, list(differences))
+        if not isinstance(out, str) or out not in _VERDICTS:
+            shown = repr(out) if isinstance(out, (str, bool, int, float)) else _describe(out)
+            return (
+                "Return one of the three strings 'A ahead', 'B ahead' or 'within noise', "
+                f"exactly as written; seed_verdict({differences}) returned {shown}."
+            )
+        got.append(out)
+    want = [_verdict(d) for d in _SEED_DIFFERENCES]
+    if got == want:
+        return None
+    mistakes = [
+        (
+            {"ddof": 0},
+            "You used the population standard deviation (n in the denominator). Over seeds "
+            "use the sample standard deviation, with n - 1: the mean of the differences is "
+            "itself estimated from them, and with few seeds the population one is too small, "
+            "so noise passes for a difference.",
+        ),
+        (
+            {"root": False},
+            "You compared the mean with twice the standard deviation. The noise of a mean of "
+            "n seeds is the standard error, the standard deviation divided by sqrt(n).",
+        ),
+        (
+            {"times": 1.0},
+            "You compared the mean with one standard error. A difference counts only when "
+            "the mean is more than twice its standard error from 0.",
+        ),
+        (
+            {"signed": False},
+            "A negative mean can be real too: compare |mean| with twice the standard error, "
+            "and say 'B ahead' when the mean is below 0.",
+        ),
+        (
+            {"swapped": True},
+            "The differences are A - B: a positive mean means A is ahead, a negative one B.",
+        ),
+    ]
+    for options, hint in mistakes:
+        if got == [_verdict(d, **options) for d in _SEED_DIFFERENCES]:
+            return hint
+    i = next(i for i, (g, w) in enumerate(zip(got, want, strict=True)) if g != w)
+    d = _SEED_DIFFERENCES[i]
+    n = len(d)
+    mean = sum(d) / n
+    sem = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1)) / math.sqrt(n)
+    return (
+        f"seed_verdict({d}) returned {got[i]!r}; expected {want[i]!r}: the mean is {mean:.5f} "
+        f"and its standard error {sem:.5f}, so |mean| is {abs(mean) / sem:.2f} standard errors."
+    )
+
+
+def _nearest_cases() -> list[tuple[torch.Tensor, torch.Tensor, list[int], int]]:
+    """(history (H, D), new items (M, D), their ids, k) for one user. Row norms vary by a factor
+    of up to about 100, so that averaging unnormalised rows, or any distance on them, changes the
+    ranking. In the last case the history points mostly along the first axis, and two new items
+    lie exactly on it (lengths 2 and 0.5, the larger id first): their cosines are equal in any
+    precision, a tie at the top."""
+    cases = []
+    for seed, k in ((71, 3), (72, 5), (73, 12), (74, 4)):
+        gen = torch.Generator().manual_seed(seed)
+        history = torch.randn(4, 6, generator=gen)
+        new = torch.randn(12, 6, generator=gen)
+        if seed == 74:
+            history[:, 0] = history[:, 0].abs() + 2
+        history *= torch.exp(4 * torch.rand(4, 1, generator=gen) - 2)  # norms 0.14 to 7.4 x
+        new *= torch.exp(4 * torch.rand(12, 1, generator=gen) - 2)
+        ids = (torch.randperm(12, generator=gen) * 7 + 100).tolist()  # not positions 0..M-1
+        if seed == 74:
+            axis = torch.zeros(2, 6)
+            axis[:, 0] = torch.tensor([2.0, 0.5])
+            new, ids = torch.cat([new[:5], axis, new[5:]]), ids[:5] + [164, 123] + ids[5:]
+        cases.append((history, new, ids, k))
+    return cases
+
+
+def _nearest_ranking(
+    history: torch.Tensor, new: torch.Tensor, ids: list[int], mistake: str = ""
+) -> list[int]:
+    """All the new ids in the order of exercise 07-nearest-text, or of one of its mistakes."""
+    history, new = history.double(), new.double()
+    unit_h = history / history.norm(dim=1, keepdim=True)
+    unit_n = new / new.norm(dim=1, keepdim=True)
+    query = history.mean(0) if mistake == "raw mean" else unit_h.mean(0)
+    scores = unit_n @ query  # higher is better; cosine up to the query's length
+    if mistake == "lowest first":
+        scores = -scores
+    elif mistake == "raw new":
+        scores = new @ query
+    elif mistake == "euclidean":
+        scores = -(new - unit_h.mean(0)).norm(dim=1)
+    elif mistake == "raw euclidean":
+        scores = -(new - history.mean(0)).norm(dim=1)
+    values = scores.tolist()
+    if mistake == "input order":
+        return [ids[j] for j in sorted(range(len(ids)), key=lambda j: -values[j])]
+    if mistake == "larger id":
+        return [ids[j] for j in sorted(range(len(ids)), key=lambda j: (-values[j], -ids[j]))]
+    return [ids[j] for j in sorted(range(len(ids)), key=lambda j: (-values[j], ids[j]))]
+
+
+def _id_list(out: Any) -> list[int] | str:
+    """The student's result as a list of ints, or a hint when it is not one."""
+    if isinstance(out, (str, bytes, int, float)) or not hasattr(out, "__len__"):
+        shown = repr(out) if isinstance(out, (str, bytes, int, float)) else _describe(out)
+        return f"Return the top k ids as a list of ints; got {shown}."
+    try:
+        values = out.reshape(-1).tolist() if hasattr(out, "reshape") else list(out)
+        ints = [int(v) for v in values]
+    except (TypeError, ValueError, RuntimeError, AttributeError):
+        return f"Return the top k ids as a list of ints; got {_describe(out)}."
+    if any(i != v for i, v in zip(ints, values, strict=True)):
+        return "Return item ids (ints), not scores."
+    return ints
+
+
+@exercise(
+    "07-nearest-text",
+    library=("rqvae_lib.retrieval.cold:nearest_text_new_items",),
+    question="Write nearest_new(history_embeddings, new_embeddings, new_ids, k) for one user: "
+    "history_embeddings (H, D) are the text embeddings of the items in the user's history, "
+    "new_embeddings (M, D) those of the M new items, whose item ids are new_ids (a list of M "
+    "ints, in the rows' order). L2-normalise every row of both, average the normalised history "
+    "rows into the query, rank the new items by cosine similarity to the query, highest first "
+    "(ties: smaller id first), and return the ids of the top k as a list.",
+    placeholder=_unwritten,
+    explanation="Normalising first gives every history item the same weight in the query, "
+    "whatever the length of its embedding; averaging raw rows lets the longest ones decide. "
+    "Cosine similarity ignores the query's length, so the mean of the normalised rows needs no "
+    "normalising of its own (and ranking the normalised new rows by Euclidean distance to it "
+    "gives the same order: ||u - q||^2 = 1 - 2 u.q + ||q||^2). This is "
+    "rqvae_lib.retrieval.cold.nearest_text_new_items for one user: the cold-start baseline that "
+    "reads the same text the semantic IDs come from, and recommends new items that no training "
+    "sequence contains.",
+)
+@_function_exercise
+def _nearest_text(answer: Any) -> str | None:
+    from rqvae_lib.retrieval.cold import nearest_text_new_items
+
+    cases = _nearest_cases()
+    got, wants = [], []
+    for history, new, ids, k in cases:
+        history_ids = list(range(1, len(history) + 1))  # no new item is in the history
+        want = nearest_text_new_items(
+            [history_ids], torch.cat([history, new]), history_ids + ids, ids, k
+        )[0].tolist()
+        out = _id_list(call(answer, history.clone(), new.clone(), list(ids), k))
+        if isinstance(out, str):
+            return out
+        if len(out) != k:
+            return f"Return the top k = {k} ids (of {len(ids)} new items); got {len(out)}."
+        if out == [ids.index(i) for i in want]:
+            return (
+                "Those are the rows' positions in new_embeddings. Return the items' ids: "
+                "new_ids[j] for each position j."
+            )
+        if not set(out) <= set(ids):
+            return f"Return ids from new_ids; {sorted(set(out) - set(ids))} are not new items."
+        if len(set(out)) != k:
+            return "Each new item can appear once in the top k."
+        got.append(out)
+        wants.append(want)
+    if got == wants:
+        return None
+    mistakes = [
+        (
+            "raw mean",
+            "You averaged the raw history rows. Normalise each history row first, so that "
+            "every item in the history counts the same in the query, however long its "
+            "embedding.",
+        ),
+        (
+            "lowest first",
+            "Rank highest similarity first: the nearest items have the largest cosine.",
+        ),
+        (
+            "raw euclidean",
+            "You ranked by Euclidean distance between unnormalised rows: long embeddings are far "
+            "from everything. Rank by cosine similarity of the normalised rows.",
+        ),
+        (
+            "euclidean",
+            "You ranked the unnormalised new rows by Euclidean distance to the query: a long "
+            "embedding is far from it whatever its direction. Normalise the new rows too, and "
+            "rank by cosine similarity.",
+        ),
+        (
+            "raw new",
+            "You scored the unnormalised new rows: a dot product with a long embedding is large "
+            "whatever its direction. Normalise the new rows too, so that the score is a cosine.",
+        ),
+        (
+            "input order",
+            "Break ties by the smaller id: two new items with the same embedding come out in "
+            "order of their ids, not of their rows.",
+        ),
+        ("larger id", "Break ties by the smaller id first, not the larger."),
+    ]
+    for mistake, hint in mistakes:
+        if all(
+            g == _nearest_ranking(h, n, i, mistake)[:k]
+            for g, (h, n, i, k) in zip(got, cases, strict=True)
+        ):
+            return hint
+    for g, w, (_, _, ids, k) in zip(got, wants, cases, strict=True):
+        if g != w:
+            return (
+                f"For one user with {len(ids)} new items and k = {k} the top ids are {w}; yours "
+                f"are {g}. Normalise the rows, average the history, and sort by cosine."
+            )
+    return None
