@@ -172,3 +172,58 @@ def test_gpu_session_script_parses_and_refuses_what_it_cannot_do(tmp_path) -> No
     no_gpu = run(str(out), CUDA_VISIBLE_DEVICES="")
     assert no_gpu.returncode == 1 and "no CUDA GPU is visible" in no_gpu.stderr
     assert not out.exists()
+
+
+def test_the_lean_loop_does_the_library_s_arithmetic(fixture_root, one_thread) -> None:
+    """benchmarks/seq2seq_speed.py times two loops that must compute the same thing: one epoch
+    of each from the same model gives the same loss and the same weights, exactly."""
+    import seq2seq_speed
+    import torch
+
+    from rqvae_lib.retrieval.experiment import load_retrieval_data, seq2seq_model
+
+    data = load_retrieval_data("tiny", fixture_root)
+    items = torch.tensor(data.item_ids)
+    ids = torch.randint(0, 4, (len(items), 2), generator=torch.Generator().manual_seed(0))
+    cfg = seq2seq_speed.replace_config(0, "cpu")
+    lean, library = (seq2seq_model(ids, items, "tiny", 0) for _ in range(2))
+    lean_s, lean_loss = seq2seq_speed.lean_epoch(lean, data.samples.train, cfg, torch.device("cpu"))
+    lib_s, lib_loss = seq2seq_speed.library_epoch(
+        library, data.samples.train, seq2seq_speed._tiny_val(data), cfg
+    )
+    assert lean_loss == lib_loss and lean_s > 0 and lib_s > 0
+    for (name, a), (_, b) in zip(
+        lean.state_dict().items(), library.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+
+
+def test_seeds_runs_its_units_in_order_and_skips_the_recorded_ones(tmp_path, monkeypatch) -> None:
+    """benchmarks/seeds.py: Beauty warm, Beauty cold, Toys warm; a unit whose records are in the
+    file is skipped, records of another budget do not count, and appends keep whole lines."""
+    import seeds
+
+    assert seeds.units(["warm", "cold"], ["beauty", "toys"], [0, 1]) == [
+        ("warm", "beauty", 0), ("warm", "beauty", 1), ("cold", "beauty", 0),
+        ("cold", "beauty", 1), ("warm", "toys", 0), ("warm", "toys", 1),
+        ("cold", "toys", 0), ("cold", "toys", 1),
+    ]  # fmt: skip
+    out = tmp_path / "seeds.jsonl"
+    seeds.append_records(out, [dict(experiment="warm", dataset="beauty", seed=0, budget="cpu")])
+    seeds.append_records(out, [dict(experiment="cold", dataset="beauty", seed=0, budget="fast")])
+    assert seeds.read_done(out, "cpu") == {("warm", "beauty", 0)}
+    ran = []
+
+    def fake_unit(experiment, dataset, seed, args):
+        ran.append((experiment, dataset, seed))
+        return [dict(experiment=experiment, dataset=dataset, seed=seed, budget=args.budget,
+                     table="rqvae", test={"recall@10": [0.5, 0.1]})]  # fmt: skip
+
+    monkeypatch.setattr(seeds, "run_unit", fake_unit)
+    seeds.main(["--datasets", "beauty", "--seeds", "0", "1", "--out", str(out),
+                "--checkpoint-dir", str(tmp_path / "ckpt")])  # fmt: skip
+    assert ran == [("warm", "beauty", 1), ("cold", "beauty", 0), ("cold", "beauty", 1)]
+    assert len(out.read_text().splitlines()) == 5
+    assert seeds.read_done(out, "cpu") == {
+        (e, "beauty", s) for e in ("warm", "cold") for s in (0, 1)
+    }
