@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| rqvae_lib.retrieval.fit | {lib_s:.1f} | {lib_loss:.6f} |")
     same = math.isclose(lean_loss, lib_loss, rel_tol=1e-5)
     print(f"library / lean: {lib_s / lean_s:.2f}x; same loss: {same}")
+    print("every epoch, in run order (s): lean " + ", ".join(f"{t:.1f}" for t, _ in lean)
+          + "; library " + ", ".join(f"{t:.1f}" for t, _ in library))  # fmt: skip
 
 
 if __name__ == "__main__":

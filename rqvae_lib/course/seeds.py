@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -41,11 +42,11 @@ MEASURES = {
 #: The rows of the cold-start table: how the recommendations were made.
 COLD_ROWS = {
     "whole": "seq2seq, beam over every item",
-    "known": "seq2seq, beam over known items (epsilon 0)",
-    "admitted": "seq2seq + TIGER's admission (epsilon chosen on validation)",
-    "nearest-text": "nearest text embedding to the history (new items only)",
+    "known": "seq2seq, beam over known items",
+    "admitted": "seq2seq + TIGER's admission",
+    "nearest-text": "nearest text (new items only)",
     "random-new": "a random new item",
-    "sasrec-ce": "SASRec, softmax cross-entropy",
+    "sasrec-ce": "SASRec, cross-entropy",
 }
 
 
@@ -121,8 +122,7 @@ def measures_figure(
 ) -> Figure:
     """Test ``metric`` against each table measure, one point per table and seed."""
     by_table = _warm(records, dataset)
-    fig = Figure(figsize=(12, 3.8), layout="constrained")
-    axes = fig.subplots(1, len(MEASURES), sharey=True)
+    fig, axes = plt.subplots(1, len(MEASURES), figsize=(12, 3.8), sharey=True, layout="constrained")
     for ax, (measure, label) in zip(axes, MEASURES.items(), strict=True):
         for i, (table, by_seed) in enumerate(by_table.items()):
             xs = [r["measures"][measure] for r in by_seed.values()]
@@ -168,7 +168,8 @@ def cold_table(
     records: Sequence[Mapping[str, Any]], dataset: str = "beauty", metric: str = "recall@10"
 ) -> pd.DataFrame:
     """``metric`` on all, new-target and known-target test users, mean ± standard error over
-    seeds, for each table's seq2seq decoded three ways and for the baselines."""
+    seeds, for each table's seq2seq decoded three ways (epsilon 0 over the known items; the
+    chosen epsilon of each seed in its own column) and for the baselines."""
     cells: dict[tuple[str, str], dict[str, list[float]]] = {}
     epsilons: dict[str, list[float]] = {}
     for r in _cold(records, dataset):
@@ -182,8 +183,8 @@ def cold_table(
             epsilons.setdefault(table, []).append(r["epsilon"])
     rows = []
     for (table, key), groups in cells.items():
-        name = COLD_ROWS[key] if not table else f"{COLD_ROWS[key]}, {TABLE_NAMES[table]}"
-        row: dict[str, Any] = {"recommender": name}
+        row: dict[str, Any] = {"recommender": COLD_ROWS[key],
+                               "ID table": TABLE_NAMES.get(table, "-")}  # fmt: skip
         for g, values in groups.items():
             mean, sem = _over_seeds(values)
             row[f"{g} {metric}"] = f"{mean:.4f} ± {sem:.4f}" if len(values) > 1 else f"{mean:.4f}"
@@ -191,17 +192,16 @@ def cold_table(
         if key == "admitted":
             row["epsilon"] = ", ".join(f"{e:g}" for e in epsilons[table])
         rows.append(row)
-    return pd.DataFrame(rows).set_index("recommender") if rows else pd.DataFrame()
+    return pd.DataFrame(rows).set_index(["recommender", "ID table"]) if rows else pd.DataFrame()
 
 
 def tradeoff_figure(
     records: Sequence[Mapping[str, Any]], dataset: str = "beauty", k: int = 10
 ) -> Figure:
     """Known-target against new-target Recall@k on the test split as epsilon grows (mean over
-    seeds), one line per table, the chosen epsilons circled; nearest text's new-target recall as
-    a reference line."""
-    fig = Figure(figsize=(6.5, 4.5), layout="constrained")
-    ax = fig.subplots()
+    seeds), one line per table, each point labelled with its epsilon; nearest text's new-target
+    recall as a reference line."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5), layout="constrained")
     metric = f"recall@{k}"
     seq = [r for r in _cold(records, dataset) if r.get("model") == "seq2seq"]
     for i, table in enumerate(dict.fromkeys(r["table"] for r in seq)):
