@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import git_rev, load, machine, setup_env  # noqa: E402
+from common import git_rev, load, machine, markdown_table, setup_env  # noqa: E402
 
 from rqvae_lib.config import artifacts_dir  # noqa: E402
 from rqvae_lib.retrieval.experiment import CPU_BUDGET, FAST_BUDGET, GPU_BUDGET  # noqa: E402
@@ -94,6 +94,31 @@ def run_unit(experiment: str, dataset: str, seed: int, args: argparse.Namespace)
             for r in records]  # fmt: skip
 
 
+def _markdown(frame) -> str:
+    """A frame (index included) as a markdown table, with ``common.markdown_table``."""
+    frame = frame.reset_index() if frame.index.name or frame.index.names[0] else frame
+    return markdown_table(frame.to_dict("records"), [str(c) for c in frame.columns])
+
+
+def summary(path: Path, budget: str) -> str:
+    """The records of ``path`` as markdown: per dataset the warm table and its pairs, then the
+    cold start (``rqvae_lib.course.seeds`` computes them, as notebook 07 shows them)."""
+    from rqvae_lib.course import seeds as tables
+
+    records = tables.read_seed_records(path, budget)
+    parts = []
+    for dataset in DATASETS:
+        warm = tables.warm_table(records, dataset)
+        if len(warm):
+            pairs = tables.pair_table(records, dataset).round(4)
+            parts += [f"### {dataset}: ID tables downstream",
+                      _markdown(warm.drop(columns="key").round(4)), _markdown(pairs)]  # fmt: skip
+        cold = tables.cold_table(records, dataset)
+        if len(cold):
+            parts += [f"### {dataset}: new items", _markdown(cold)]
+    return "\n\n".join(parts)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -109,7 +134,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--checkpoint-dir", type=Path, default=None,
                    help="resume checkpoints (default: artifacts/seeds-checkpoints)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1)")
+    p.add_argument("--summary", action="store_true",
+                   help="print the tables of the records in --out and stop")  # fmt: skip
     args = p.parse_args(argv)
+    if args.summary:
+        print(summary(args.out, args.budget))
+        return
     setup_env()
     torch.set_num_threads(args.threads or 1)
     if args.checkpoint_dir is None:

@@ -227,3 +227,21 @@ def test_seeds_runs_its_units_in_order_and_skips_the_recorded_ones(tmp_path, mon
     assert seeds.read_done(out, "cpu") == {
         (e, "beauty", s) for e in ("warm", "cold") for s in (0, 1)
     }
+
+
+def test_seeds_summary_prints_the_records_as_markdown(tmp_path) -> None:
+    """``benchmarks/seeds.py --summary``: the warm table and its pairs per dataset, as markdown."""
+    import seeds
+
+    out = tmp_path / "seeds.jsonl"
+    measures = {"perplexity": 2.0, "collision_rate": 0.0, "relative_error": 0.5}
+    seeds.append_records(out, [
+        dict(experiment="warm", dataset="beauty", seed=0, budget="cpu", table=table,
+             measures=measures, test={"recall@10": [hits / 4, 0.1]}, test_ranks=ranks)
+        for table, hits, ranks in (("rqvae", 2, [1, 3, 0, 0]), ("random", 1, [0, 12, 5, 0]))
+    ])  # fmt: skip
+    text = seeds.summary(out, "cpu")
+    assert text.startswith("### beauty: ID tables downstream\n\n| table | recall@10 |")
+    assert "| RQ-VAE, balanced last level | 0.5 |" in text and "| random IDs | 0.25 |" in text
+    assert "| RQ-VAE, balanced last level | random IDs | 0.25 |" in text  # paired, one seed
+    assert "new items" not in text and seeds.summary(out, "gpu") == ""
