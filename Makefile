@@ -18,7 +18,7 @@ export HF_HUB_OFFLINE ?= 1
 export RQVAE_DATA_ROOT ?= $(abspath data)
 export PYTHONHASHSEED ?= 0
 
-.PHONY: venv tutorial figures test test-fast unit notebooks lint clean site
+.PHONY: venv tutorial figures test test-fast unit notebooks lint clean site student
 
 $(STAMP): pyproject.toml
 	@if [ ! -x $(PY) ]; then \
@@ -65,6 +65,11 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) artifacts lightning_logs .pytest_cache
+
+## student: the student edition in student/notebooks/: the notebooks without their solution cells
+## (and without exercise outputs other than "not done yet"), ready to hand out; nothing is run
+student: $(STAMP)
+	$(PY) -m rqvae_lib.course.student --out student
 
 ## site: the course site from the committed notebooks (saved outputs, nothing re-run), built
 ## offline into _build/site/html; sources in site/ (see site/CONVENTIONS.md)
