@@ -20,6 +20,11 @@ typical wrong answers live with the tests (``tests/exercise_answers.py``), outsi
 package, so a student who installs it cannot import the answers; the tests run every registered
 exercise through both.
 How the notebooks lay out an exercise is in ``site/CONVENTIONS.md``.
+
+For grading (:mod:`rqvae_lib.course.grading`): when the environment variable named by
+:data:`GRADE_LOG` (``RQVAE_GRADE_LOG``) holds a file path, :func:`check` also appends one JSON
+line per call to that file, ``{"exercise": id, "status": ..., "message": ...}``; a file that
+cannot be written is skipped silently, and the printed feedback is the same either way.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from __future__ import annotations
 import builtins
 import functools
 import inspect
+import json
 import math
+import os
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -37,6 +44,8 @@ from typing import Any
 import torch
 
 NOT_DONE, CORRECT, WRONG = "not done yet", "correct", "not right yet"
+#: The environment variable naming a file to which :func:`check` appends one JSON line per call.
+GRADE_LOG = "RQVAE_GRADE_LOG"
 
 
 class NotDone(Exception):
@@ -143,7 +152,24 @@ def feedback(exercise_id: str, answer: Any) -> Feedback:
 
 def check(exercise_id: str, answer: Any) -> None:
     """Print whether ``answer`` solves exercise ``exercise_id``: not done yet, correct, or a hint."""
-    print(feedback(exercise_id, answer))
+    result = feedback(exercise_id, answer)
+    print(result)
+    _log_for_grading(result)
+
+
+def _log_for_grading(result: Feedback) -> None:
+    """Append ``result`` as a JSON line to the file named by ``$RQVAE_GRADE_LOG``, if any; a
+    grading run reads it. Never raises: a file that cannot be written is skipped."""
+    path = os.environ.get(GRADE_LOG)
+    if not path:
+        return
+    line = {"exercise": result.exercise_id, "status": result.status, "message": result.message}
+    try:
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(json.dumps(line) + "\n")
+            log.flush()
+    except (OSError, ValueError):  # unwritable, a folder, a bad path: the printout is enough
+        pass
 
 
 # -- answers that are the library's own function ---------------------------------------------
