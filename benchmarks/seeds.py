@@ -48,16 +48,12 @@ def units(experiments, datasets, seeds) -> list[tuple[str, str, int]]:
 
 
 def read_done(path: Path, budget: str) -> set[tuple[str, str, int]]:
-    """The units whose records are already in ``path``."""
+    """The units whose records (of ``budget``) are already in ``path``."""
+    from rqvae_lib.course.seeds import read_seed_records
+
     if not path.is_file():
         return set()
-    done = set()
-    for line in path.read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            if r.get("budget") == budget:
-                done.add((r["experiment"], r["dataset"], r["seed"]))
-    return done
+    return {(r["experiment"], r["dataset"], r["seed"]) for r in read_seed_records(path, budget)}
 
 
 def append_records(path: Path, records: list[dict]) -> None:

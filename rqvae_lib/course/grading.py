@@ -15,9 +15,10 @@ student named by the first sub-folder (``SUBMISSIONS/alice/06_evaluation.ipynb``
 ``alice``), so a student may hand in several notebooks. Hidden folders and
 ``.ipynb_checkpoints`` are skipped.
 
-How a notebook is run: cells tagged ``solution`` are removed first (the student edition has
-none; a submission that still holds the teacher's solutions is graded on the student's own
-cells), then the rest runs top to bottom with ``nbclient`` (kernel ``python3``, working directory
+How a notebook is run: solution cells are removed first, by the student edition's rule
+(:func:`rqvae_lib.course.student.is_solution`: tagged ``solution``, or a code cell starting
+``# Solution``; the student edition has none, and a submission that still holds the teacher's
+solutions is graded on the student's own cells), then the rest runs top to bottom with ``nbclient`` (kernel ``python3``, working directory
 the notebook's folder, ``allow_errors=False``). ``--timeout`` is the limit in seconds for all
 of one notebook's cells together (the kernel's start-up is not counted). Each
 ``check("NN-name", answer)`` reports to a temporary file named by ``$RQVAE_GRADE_LOG``
@@ -53,6 +54,7 @@ from pathlib import Path
 import pandas as pd
 
 from rqvae_lib.course.exercises import CORRECT, EXERCISES, GRADE_LOG, NOT_DONE, WRONG
+from rqvae_lib.course.student import is_solution
 from rqvae_lib.io import atomic_write
 
 #: The status of an exercise whose check never ran because the notebook failed or timed out.
@@ -156,7 +158,7 @@ def grade_notebook(
     numbers = []  # each kept cell's 1-based position in the submitted notebook
     kept = []
     for number, cell in enumerate(nb.cells, 1):
-        if "solution" not in cell.get("metadata", {}).get("tags", []):
+        if not is_solution(cell):  # the student edition's rule
             numbers.append(number)
             kept.append(cell)
     nb.cells = kept
