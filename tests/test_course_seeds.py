@@ -31,6 +31,7 @@ from rqvae_lib.course.seeds import (  # noqa: E402
     pair_table,
     read_seed_records,
     tradeoff_figure,
+    tradeoff_table,
     warm_table,
 )
 
@@ -412,6 +413,34 @@ def test_cold_table_other_dataset_and_nothing() -> None:
     assert toys[f"all {R10}"].tolist() == ["0.9000", "0.1000", "0.1000"]
     assert cold_table(cold_records()[-1:]).empty
     assert cold_table([]).empty
+
+
+def test_tradeoff_table_means_errors_and_cost_over_seeds() -> None:
+    frame = tradeoff_table(cold_records())
+    rqvae, kmeans = TABLE_NAMES["rqvae"], TABLE_NAMES["rq-kmeans"]
+    assert frame.index.names == ["ID table", "epsilon"]
+    assert list(frame.index) == [(t, e) for t in (rqvae, kmeans) for e in (0.0, 0.1, 0.3)]
+    lost = f"known {R10} lost"
+    for e in (0.0, 0.1, 0.3):
+        row = frame.loc[(rqvae, e)]
+        # two seeds: the mean, and the SE of two values is half their distance
+        assert row[f"new {R10}"] == pytest.approx((CURVE0[e][1] + CURVE1[e][1]) / 2)
+        assert row[f"new {R10} sem"] == pytest.approx(abs(CURVE0[e][1] - CURVE1[e][1]) / 2)
+        assert row[f"known {R10}"] == pytest.approx((CURVE0[e][2] + CURVE1[e][2]) / 2)
+        # known recall lost against each seed's own epsilon 0, then averaged
+        costs = [CURVE0[0.0][2] - CURVE0[e][2], CURVE1[0.0][2] - CURVE1[e][2]]
+        assert row[lost] == pytest.approx(sum(costs) / 2)
+        assert row[f"{lost} sem"] == pytest.approx(abs(costs[0] - costs[1]) / 2)
+        assert row["seeds"] == 2
+        one = frame.loc[(kmeans, e)]  # one seed: its values, no standard error
+        assert one[f"new {R10}"] == pytest.approx(CURVE_K[e][1])
+        assert one[lost] == pytest.approx(CURVE_K[0.0][2] - CURVE_K[e][2])
+        assert np.isnan(one[f"new {R10} sem"]) and one["seeds"] == 1
+    assert frame.loc[(rqvae, 0.0), lost] == 0.0
+    assert list(tradeoff_table(cold_records(), "toys").index) == [
+        (rqvae, e) for e in (0.0, 0.1, 0.3)
+    ]
+    assert tradeoff_table([]).empty
 
 
 # --- figures ----------------------------------------------------------------------------------

@@ -195,24 +195,45 @@ def cold_table(
     return pd.DataFrame(rows).set_index(["recommender", "ID table"]) if rows else pd.DataFrame()
 
 
+def tradeoff_table(
+    records: Sequence[Mapping[str, Any]], dataset: str = "beauty", k: int = 10
+) -> pd.DataFrame:
+    """New-target and known-target Recall@k on the test split at each epsilon of the admission
+    rule, mean ± standard error over seeds, one row per (ID table, epsilon); ``cost`` is the
+    known-target recall lost against epsilon 0."""
+    metric = f"recall@{k}"
+    seq = [r for r in _cold(records, dataset) if r.get("model") == "seq2seq"]
+    rows = []
+    for table in dict.fromkeys(r["table"] for r in seq):
+        runs = [r for r in seq if r["table"] == table]
+        for j, point in enumerate(runs[0]["test_curve"]):
+            values = {g: [r["test_curve"][j][g][metric][0] for r in runs] for g in ("new", "known")}
+            cost = [r["test_curve"][0]["known"][metric][0] - v for r, v in
+                    zip(runs, values["known"], strict=True)]  # fmt: skip
+            row: dict[str, Any] = {"ID table": TABLE_NAMES[table], "epsilon": point["epsilon"]}
+            for name, v in (("new", values["new"]), ("known", values["known"]), ("lost", cost)):
+                mean, sem = _over_seeds(v) if len(v) > 1 else (v[0], float("nan"))
+                label = f"known {metric} lost" if name == "lost" else f"{name} {metric}"
+                row[label], row[f"{label} sem"] = mean, sem
+            row["seeds"] = len(runs)
+            rows.append(row)
+    return pd.DataFrame(rows).set_index(["ID table", "epsilon"]) if rows else pd.DataFrame()
+
+
 def tradeoff_figure(
     records: Sequence[Mapping[str, Any]], dataset: str = "beauty", k: int = 10
 ) -> Figure:
     """Known-target against new-target Recall@k on the test split as epsilon grows (mean over
-    seeds), one line per table, each point labelled with its epsilon; nearest text's new-target
-    recall as a reference line."""
+    seeds, ``tradeoff_table``), one line per table, each point labelled with its epsilon;
+    nearest text's new-target recall as a reference line."""
     fig, ax = plt.subplots(figsize=(6.5, 4.5), layout="constrained")
     metric = f"recall@{k}"
-    seq = [r for r in _cold(records, dataset) if r.get("model") == "seq2seq"]
-    for i, table in enumerate(dict.fromkeys(r["table"] for r in seq)):
-        runs = [r for r in seq if r["table"] == table]
-        grid = [c["epsilon"] for c in runs[0]["test_curve"]]
-        known = [np.mean([r["test_curve"][j]["known"][metric][0] for r in runs]) for j in
-                 range(len(grid))]  # fmt: skip
-        new = [np.mean([r["test_curve"][j]["new"][metric][0] for r in runs]) for j in
-               range(len(grid))]  # fmt: skip
-        ax.plot(new, known, "o-", color=f"C{i}", label=TABLE_NAMES[table])
-        for e, x, y in zip(grid, new, known, strict=True):
+    table = tradeoff_table(records, dataset, k)
+    for i, name in enumerate(dict.fromkeys(table.index.get_level_values(0))):
+        curve = table.loc[name]
+        new, known = curve[f"new {metric}"], curve[f"known {metric}"]
+        ax.plot(new, known, "o-", color=f"C{i}", label=name)
+        for e, x, y in zip(curve.index, new, known, strict=True):
             ax.annotate(f"ε={e:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     text = [r for r in _cold(records, dataset) if r.get("model") == "nearest-text"]
     if text:
