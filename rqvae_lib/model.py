@@ -7,12 +7,12 @@ import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from .checkpoints import (
     CheckpointError,
@@ -21,7 +21,7 @@ from .checkpoints import (
     read_checkpoint,
 )
 from .checks import all_finite, check_choice, check_finite_state, check_float, check_int
-from .modules import Decoder, Encoder, hidden_sizes
+from .modules import Decoder, Encoder, hidden_sizes, info_nce
 from .pretrained import META_KEYS, WEIGHTS_NAME, check_state_dict, read_pretrained, write_pretrained
 from .quantizer import QuantizerConfig, ResidualQuantizer, codebook_maintenance
 from .semantic_ids import deduplicate as _deduplicate
@@ -52,8 +52,22 @@ class RqVaeConfig:
             + embedding``; larger trades collisions for accuracy).
         weight_decay: decay on the encoder's and decoder's weight matrices only.
         lr_schedule: ``"plateau"`` (ReduceLROnPlateau) or ``"cosine"`` (per-step decay to 0).
+        align_weight: weight of the collaborative alignment term (LETTER): an in-batch InfoNCE
+            between each item's quantized latent, through a linear head to ``align_dim``, and
+            its collaborative embedding (:meth:`RqVae.set_collaborative`). 0, the default, turns
+            it off and builds no head.
+        align_temperature: the InfoNCE's temperature.
+        align_dim: width of the collaborative embeddings (SASRec's item vectors: 64).
         quantizer: the codebook options (:class:`~rqvae_lib.quantizer.QuantizerConfig`).
     """
+
+    #: Options added after models were saved without them, each with the value that behaves as
+    #: those models did; loading fills them in (``read_pretrained(added_options=...)``).
+    ADDED_OPTIONS: ClassVar[dict[str, Any]] = {
+        "align_weight": 0.0,
+        "align_temperature": 0.1,
+        "align_dim": 64,
+    }
 
     input_dim: int = 768
     hidden_dim: int | tuple[int, ...] = 512
@@ -64,6 +78,9 @@ class RqVaeConfig:
     recon_weight: float = 1.0
     weight_decay: float = 0.0
     lr_schedule: str = "plateau"
+    align_weight: float = 0.0
+    align_temperature: float = 0.1
+    align_dim: int = 64
     quantizer: QuantizerConfig = QuantizerConfig()  # noqa: RUF009  (frozen: safe to share)
 
     def __post_init__(self) -> None:
@@ -82,6 +99,9 @@ class RqVaeConfig:
             "recon_weight": check_float("recon_weight", self.recon_weight, 0.0),
             "weight_decay": check_float("weight_decay", self.weight_decay, 0.0),
             "lr_schedule": check_choice("lr_schedule", self.lr_schedule, ("plateau", "cosine")),
+            "align_weight": check_float("align_weight", self.align_weight, 0.0),
+            "align_temperature": check_float("align_temperature", self.align_temperature, 1e-6),
+            "align_dim": check_int("align_dim", self.align_dim, 1),
             "quantizer": QuantizerConfig.build(self.quantizer),
         }
         for name, value in checked.items():
@@ -142,6 +162,9 @@ class RqVae(pl.LightningModule):
         recon_weight: float = 1.0,
         weight_decay: float = 0.0,
         lr_schedule: str = "plateau",
+        align_weight: float = 0.0,
+        align_temperature: float = 0.1,
+        align_dim: int = 64,
         quantizer: QuantizerConfig = QuantizerConfig(),  # noqa: B008  (frozen: safe to share)
         **quantizer_options: Any,
     ) -> None:
@@ -156,6 +179,9 @@ class RqVae(pl.LightningModule):
             recon_weight=recon_weight,
             weight_decay=weight_decay,
             lr_schedule=lr_schedule,
+            align_weight=align_weight,
+            align_temperature=align_temperature,
+            align_dim=align_dim,
             quantizer=QuantizerConfig.build(
                 quantizer, commitment_cost=commitment_cost, **quantizer_options
             ),
@@ -172,6 +198,11 @@ class RqVae(pl.LightningModule):
             config.num_levels, config.num_embeddings, self.latent_dim, config=config.quantizer
         )
         self.decoder = Decoder(self.latent_dim, sizes, self.input_dim)
+        if config.align_weight > 0:  # the collaborative alignment's head (no head: no term)
+            self.align_head = nn.Linear(self.latent_dim, config.align_dim)
+        # Training-time targets of the alignment term, set by set_collaborative; not saved.
+        self.register_buffer("collab_vectors", torch.empty(0, config.align_dim), persistent=False)
+        self.register_buffer("collab_rows", torch.empty(0, dtype=torch.long), persistent=False)
         self._epoch_sums: Tensor | None = None  # running loss sums of the epoch (see training_step)
         self._epoch_count = 0
 
@@ -260,12 +291,60 @@ class RqVae(pl.LightningModule):
         check_finite_state(self.state_dict(), where)
 
     # --- training -------------------------------------------------------------------------
-    def _losses(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    @property
+    def train_metrics(self) -> tuple[str, ...]:
+        """The losses logged per epoch: the reference's four, and the alignment term when on."""
+        return TRAIN_METRICS + (("train_align_loss",) if self.config.align_weight > 0 else ())
+
+    def set_collaborative(
+        self, vectors: Tensor, item_ids: Tensor | list[int], known: Tensor | None = None
+    ) -> RqVae:
+        """Give the alignment term its targets: ``vectors[r]`` is item ``item_ids[r]``'s
+        collaborative embedding (``known[r]`` False: it has none, as a new item). Items of a
+        batch without one contribute only the content terms. Kept on the model, not saved."""
+        vectors = torch.as_tensor(vectors).float()
+        item_ids = torch.as_tensor(item_ids).long().view(-1)
+        known = torch.ones(len(item_ids), dtype=torch.bool) if known is None else known.bool()
+        if vectors.shape != (len(item_ids), self.config.align_dim) or known.shape != item_ids.shape:
+            raise ValueError(
+                f"expected vectors of shape ({len(item_ids)}, align_dim={self.config.align_dim}) "
+                f"and one known flag per item id, got {tuple(vectors.shape)} and "
+                f"{tuple(known.shape)}"
+            )
+        if not all_finite(vectors[known]):
+            raise ValueError("the collaborative vectors hold NaN or inf")
+        if len(item_ids) and int(item_ids.min()) < 0:
+            raise ValueError("item ids must be >= 0")
+        size = int(item_ids.max()) + 1 if len(item_ids) else 0
+        rows = torch.full((size,), -1, dtype=torch.long)
+        rows[item_ids[known]] = torch.arange(len(item_ids))[known]
+        self.collab_vectors = vectors.to(self.collab_vectors.device)
+        self.collab_rows = rows.to(self.collab_rows.device)
+        return self
+
+    def alignment_loss(self, quantized: Tensor, item_ids: Tensor) -> Tensor:
+        """The InfoNCE (:func:`~rqvae_lib.modules.info_nce`) of the batch's items that have a
+        collaborative embedding, the head applied to their quantized latents; 0 below two such
+        items (an InfoNCE needs a negative)."""
+        ids = item_ids.to(self.collab_rows.device).long()
+        inside = ids < len(self.collab_rows)
+        rows = torch.where(inside, self.collab_rows[ids.clamp(max=len(self.collab_rows) - 1)], -1)
+        has = rows >= 0
+        if int(has.sum()) < 2:
+            return quantized.new_zeros(())
+        latents = self.align_head(quantized[has])
+        return info_nce(latents, self.collab_vectors[rows[has]], self.config.align_temperature)
+
+    def _losses(self, batch: dict[str, Tensor]) -> tuple[Tensor, ...]:
         features = batch["features"]
-        reconstructed, commitment_loss, embedding_loss, _ = self(features)
-        recon_loss = F.mse_loss(reconstructed, features)
+        quantized, commitment_loss, embedding_loss, _ = self.quantizer(self.encode(features))
+        recon_loss = F.mse_loss(self.decoder(quantized), features)
         total = self.hparams.recon_weight * recon_loss + commitment_loss + embedding_loss
-        return total, recon_loss, commitment_loss, embedding_loss
+        if self.config.align_weight == 0:
+            return total, recon_loss, commitment_loss, embedding_loss
+        align = self.alignment_loss(quantized, batch["item_id"])
+        total = total + self.config.align_weight * align
+        return total, recon_loss, commitment_loss, embedding_loss, align
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         with codebook_maintenance(self):  # the only place codebooks change
@@ -288,7 +367,7 @@ class RqVae(pl.LightningModule):
         if batch_idx + 1 < last:
             return
         means = self._epoch_sums / self._epoch_count
-        for name, value in zip(TRAIN_METRICS, means, strict=True):
+        for name, value in zip(self.train_metrics, means, strict=True):
             self.log(
                 name,
                 value,
@@ -300,7 +379,7 @@ class RqVae(pl.LightningModule):
             )
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        total, recon, _, _ = self._losses(batch)
+        total, recon, *_ = self._losses(batch)
         log = dict(
             on_step=False, on_epoch=True, batch_size=batch["features"].shape[0], sync_dist=True
         )
@@ -309,7 +388,14 @@ class RqVae(pl.LightningModule):
         return total
 
     def setup(self, stage: str) -> None:
-        """Refuse 16-bit weights: codebook search in fp16/bf16 collapses IDs. Mixed precision works."""
+        """Refuse 16-bit weights: codebook search in fp16/bf16 collapses IDs. Mixed precision works.
+        With the alignment term on, refuse to train without its targets."""
+        if stage == "fit" and self.config.align_weight > 0 and len(self.collab_rows) == 0:
+            raise ValueError(
+                f"align_weight={self.config.align_weight} needs collaborative embeddings: call "
+                "model.set_collaborative(vectors, item_ids) before training (or give "
+                "train_model collaborative=...; rqvae_lib.retrieval.collaborative makes them)"
+            )
         precision = str(getattr(self._trainer, "precision", "32")) if self._trainer else "32"
         if precision in HALF_PRECISIONS:
             raise ValueError(
@@ -397,7 +483,10 @@ class RqVae(pl.LightningModule):
         A config without the class name, the weights' checksum or any option, a checksum that
         does not match, or weights that do not fit the config are clear errors.
         """
-        files = read_pretrained(directory, [cls.__name__], cls.option_names(), (), map_location)
+        files = read_pretrained(
+            directory, [cls.__name__], cls.option_names(), (), map_location,
+            added_options=RqVaeConfig.ADDED_OPTIONS,
+        )  # fmt: skip
         model = cls.from_config(RqVaeConfig.from_dict(
             {k: v for k, v in files.config.items() if k not in META_KEYS}
         ))  # fmt: skip

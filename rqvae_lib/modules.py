@@ -5,6 +5,8 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .checks import check_int
@@ -62,3 +64,14 @@ class Decoder(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z)
+
+
+def info_nce(latents: Tensor, targets: Tensor, temperature: float) -> Tensor:
+    """In-batch InfoNCE: row ``i`` of ``latents`` should be nearer (cosine over ``temperature``)
+    to row ``i`` of ``targets`` than to any other row; the other rows are the negatives.
+
+    ``-mean_i log softmax_j(cos(latents_i, targets_j) / temperature)[i]`` for ``(batch, d)``
+    inputs (LETTER's collaborative alignment, with cosine and a temperature).
+    """
+    logits = F.normalize(latents, dim=-1) @ F.normalize(targets, dim=-1).T / temperature
+    return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))

@@ -110,12 +110,15 @@ def read_pretrained(
     option_names: Collection[str],
     extra_names: Collection[str] = (),
     map_location: str | torch.device = "cpu",
+    added_options: Mapping[str, Any] | None = None,
 ) -> PretrainedFiles:
     """Read and check a folder written by :func:`write_pretrained`.
 
     ``expected_class_names``: the classes the caller can build (the first names the writer in
     messages); ``option_names``: every key the config must hold besides the meta keys;
-    ``extra_names``: the extra tables that must be there. Raises ``FileNotFoundError`` for a
+    ``extra_names``: the extra tables that must be there; ``added_options``: options added to
+    the class after some models were saved, each with the value that behaves as those models
+    were trained: a config without one gets that value (in the returned config). Raises ``FileNotFoundError`` for a
     missing file and ``ValueError`` for invalid JSON, another class, missing or unknown keys,
     or a file whose sha256 is not the recorded one, each naming the file and what to do.
     """
@@ -149,6 +152,7 @@ def read_pretrained(
         )
     for name in files[1:]:
         require(name)
+    config = {**(added_options or {}), **config}  # older saves predate these options
     required = set(option_names) | set(META_KEYS) | {extra_sha_key(n) for n in extra_names}
     missing, unknown = sorted(required - set(config)), sorted(set(config) - required)
     if missing or unknown:

@@ -137,12 +137,15 @@ def train_model(
     quiet: bool | None = None,
     save_dir: str | os.PathLike | None = None,
     usage_every_n_epochs: int = 1,
+    collaborative: Any = None,
     **model_kwargs: Any,
 ) -> TrainRun:
     """Build ``RqVae(**config, **model_kwargs)`` (config defaults to TUTORIAL_CONFIG) and fit it.
 
     The input width comes from the data (``datamodule.dim``). The usage callback watches the
-    datamodule's whole catalogue every ``usage_every_n_epochs`` epochs.
+    datamodule's whole catalogue every ``usage_every_n_epochs`` epochs. ``collaborative`` (with
+    ``vectors``, ``item_ids`` and ``known``, as :mod:`rqvae_lib.retrieval.collaborative` makes
+    them) is the alignment term's targets, for a config with ``align_weight > 0``.
     """
     max_epochs = default_epochs() if max_epochs is None else max_epochs
     datamodule.prepare_data()
@@ -150,6 +153,8 @@ def train_model(
     if hasattr(datamodule, "dim"):
         options["input_dim"] = datamodule.dim
     model = RqVae(**options)
+    if collaborative is not None:
+        model.set_collaborative(collaborative.vectors, collaborative.item_ids, collaborative.known)
     trainer = make_trainer(
         max_epochs, name, catalogue_features(datamodule), save_dir, quiet, usage_every_n_epochs
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -225,3 +226,76 @@ def test_the_cache_round_trips_and_the_seed_decides(fixture_root, tmp_path, monk
     assert not torch.equal(other["rqvae"].ids, first["rqvae"].ids)
     assert not torch.equal(other["random"].ids, first["random"].ids)
     assert other["rqvae"].measures != first["rqvae"].measures
+
+
+def test_the_collaborative_table_trains_with_the_term_on_its_targets(
+    fixture_root, tmp_path, monkeypatch
+) -> None:
+    """rqvae-collab: its own RQ-VAE, trained with COLLAB_OPTIONS on the given vectors (new items
+    without one), last level balanced; the content RQ-VAE keeps the term off."""
+    features, item_ids = catalogue(fixture_root)
+    new_items = sorted(item_ids.tolist())[::5]
+    known = torch.as_tensor(known_item_mask(item_ids.numpy(), new_items))
+    vectors = torch.randn(len(item_ids), 3, generator=torch.Generator().manual_seed(0))
+    targets = SimpleNamespace(vectors=vectors, item_ids=item_ids, known=known)
+    given = []
+    real_set = RqVae.set_collaborative
+
+    def spy(model, *args):
+        given.append(args)
+        return real_set(model, *args)
+
+    monkeypatch.setattr(RqVae, "set_collaborative", spy)
+    config = dict(TINY_CONFIG, align_dim=3)
+    dirs = dict(model_dir=tmp_path / "content", collab_model_dir=tmp_path / "collab")
+    tables = it.fit_id_tables(
+        ["rqvae", "rqvae-collab"], features, item_ids, 0, new_items, rqvae_epochs=2,
+        config=config, collaborative=targets, **dirs,
+    )  # fmt: skip
+    assert len(given) == 1  # only the collaborative RQ-VAE gets targets
+    assert given[0][0] is vectors and given[0][2] is known
+    content = RqVae.from_pretrained(tmp_path / "content").eval()
+    aligned = RqVae.from_pretrained(tmp_path / "collab").eval()
+    assert content.config.align_weight == 0.0
+    assert aligned.config.align_weight == it.COLLAB_OPTIONS["align_weight"] > 0
+    assert aligned.config.align_temperature == it.COLLAB_OPTIONS["align_temperature"]
+    assert aligned.config.align_dim == 3  # the config given overrides COLLAB_OPTIONS
+    assert "rqvae-collab" in it.BALANCED_TABLES
+    assert full_prefixes_only(tables["rqvae-collab"].ids, 8)
+    with torch.no_grad():
+        z = aligned.encode(features)
+        alone = aligned.latents_to_ids(z[known], deduplicate=True)
+    assert torch.equal(tables["rqvae-collab"].ids[known], alone)  # new items only join
+    assert not torch.equal(tables["rqvae-collab"].ids, tables["rqvae"].ids)
+    with pytest.raises(ValueError, match="collaborative="):
+        it.fit_id_tables(["rqvae-collab"], features, item_ids, 0, config=config)
+
+
+def test_the_collaborative_table_learns_its_vectors_from_the_training_parts(
+    fixture_root, tmp_path, monkeypatch
+) -> None:
+    """seeded_id_tables needs the sequences for rqvae-collab, and hands the collaborative
+    embeddings of their training parts, with the table's seed, to the fit."""
+    from rqvae_lib.retrieval import collaborative
+    from rqvae_lib.retrieval.experiment import load_retrieval_data
+
+    options = dict(root=fixture_root, directory=tmp_path / "tables", rqvae_epochs=1)
+    config = dict(TINY_CONFIG, input_dim=8)
+    with pytest.raises(ValueError, match="sequences="):
+        it.seeded_id_tables("tiny", ["rqvae-collab"], 0, config=config, **options)
+    data = load_retrieval_data("tiny", fixture_root)
+    calls = []
+
+    def fake_embeddings(split, ids, sasrec, name):
+        calls.append((split, sasrec.seed, name))
+        vectors = torch.randn(len(ids), 64, generator=torch.Generator().manual_seed(1))
+        return SimpleNamespace(vectors=vectors, item_ids=torch.as_tensor(ids), known=None)
+
+    monkeypatch.setattr(collaborative, "collaborative_embeddings", fake_embeddings)
+    table = it.seeded_id_tables(
+        "tiny", ["rqvae-collab"], 2, config=config, sequences=data.sequences, **options
+    )["rqvae-collab"]
+    assert calls == [(data.sequences, 2, "tiny")]
+    assert table.ids.shape == (30, 2)
+    assert (tmp_path / "tables" / "seeded-rqvae-collab-tiny-seed2").is_dir()
+    assert (tmp_path / "tables" / "seeded-ids-tiny-rqvae-collab-seed2.safetensors").is_file()

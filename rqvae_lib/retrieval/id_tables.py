@@ -23,14 +23,22 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from rqvae_lib.config import TUTORIAL_BATCH_SIZE, TUTORIAL_CONFIG, artifacts_dir, seed_everything
+from rqvae_lib.data.amazon import LeaveOneOut
 from rqvae_lib.io import atomic_write
 
 #: The ID tables of the seeded comparison, collision handling made equal: the tutorial RQ-VAE
 #: with a balanced last level and with its nearest codes, RQ-KMeans the same two ways, random.
 ID_TABLES = ("rqvae", "rqvae-plain", "rq-kmeans-balanced", "rq-kmeans", "random")
+#: The collaborative table (LETTER): the tutorial RQ-VAE trained with the alignment term
+#: (:data:`COLLAB_OPTIONS`) against SASRec item vectors of the training parts, last level
+#: balanced. It needs the sequences (``seeded_id_tables(..., sequences=...)``).
+COLLAB_TABLES = ("rqvae-collab",)
+#: The alignment options of ``rqvae-collab`` (``RqVaeConfig``); a ``config`` given to
+#: :func:`fit_id_tables` overrides them.
+COLLAB_OPTIONS: dict[str, Any] = {"align_weight": 0.1, "align_temperature": 0.1, "align_dim": 64}
 #: The tables whose last level is balanced (``deduplicate``): there the last code tells items
 #: apart where it can, and the collision suffix is needed only where it cannot.
-BALANCED_TABLES = ("rqvae", "rq-kmeans-balanced")
+BALANCED_TABLES = ("rqvae", "rq-kmeans-balanced", "rqvae-collab")
 
 
 class IdTable(NamedTuple):
@@ -87,8 +95,11 @@ def fit_id_tables(
     rqvae_epochs: int | None = None,
     model_dir: str | Path | None = None,
     config: Mapping[str, Any] | None = None,
+    collaborative: Any = None,
+    collab_model_dir: str | Path | None = None,
 ) -> dict[str, IdTable]:
-    """Every named table (:data:`ID_TABLES`) of one seed, for every row of ``features``.
+    """Every named table (:data:`ID_TABLES`, :data:`COLLAB_TABLES`) of one seed, for every row
+    of ``features``.
 
     The fit sees the known items alone (all items when ``new_items`` is empty): a
     :class:`FeatureDataModule` of their rows, split 90/5/5 by ``seed``, whose training part fits
@@ -97,6 +108,10 @@ def fit_id_tables(
     there when given) and whose test part measures the reconstruction error. The two variants of
     a quantizer share its fit. New items get their nearest codes; in a balanced table they then
     take the last codes their prefix leaves free, as a new item joins a table in use.
+    ``rqvae-collab`` trains another RQ-VAE the same way with the alignment term
+    (``COLLAB_OPTIONS``, overridden by ``config``) against ``collaborative`` (item vectors with
+    ``vectors``, ``item_ids`` and ``known``: :func:`rqvae_lib.retrieval.collaborative.
+    collaborative_embeddings`), saved in ``collab_model_dir`` when given.
     """
     from rqvae_lib.baselines import rq_kmeans_encode, rq_kmeans_fit
     from rqvae_lib.data import FeatureDataModule
@@ -104,9 +119,14 @@ def fit_id_tables(
     from rqvae_lib.retrieval.cold import known_item_mask
     from rqvae_lib.training import load_or_train, train_model
 
-    unknown = [t for t in tables if t not in ID_TABLES]
+    unknown = [t for t in tables if t not in ID_TABLES + COLLAB_TABLES]
     if unknown or not tables:
-        raise ValueError(f"tables must be some of {ID_TABLES}, got {list(tables)}")
+        raise ValueError(f"tables must be some of {ID_TABLES + COLLAB_TABLES}, got {list(tables)}")
+    if "rqvae-collab" in tables and collaborative is None:
+        raise ValueError(
+            "the rqvae-collab table needs collaborative=... (item vectors from the training "
+            "split: rqvae_lib.retrieval.collaborative.collaborative_embeddings)"
+        )
     config = dict(TUTORIAL_CONFIG if config is None else config)
     levels, codes = config["num_levels"], config["num_embeddings"]
     features = torch.as_tensor(features).float()
@@ -124,22 +144,34 @@ def fit_id_tables(
         ids = ids.long().cpu().contiguous()
         out[name] = IdTable(ids, item_ids.clone(), table_measures(ids, codes, error))
 
-    if {"rqvae", "rqvae-plain"} & set(tables):
+    def rqvae(name: str, directory: str | Path | None, **options: Any):
+        """A seeded RQ-VAE (trained, or loaded from ``directory``), its latents of every item,
+        their nearest codes and its held-out relative error."""
         seed_everything(seed)
-        options: dict[str, Any] = dict(config=config, quiet=True, seed=seed)
-        if model_dir is None:
-            model = train_model(dm, rqvae_epochs, name="seeded-rqvae", **options).model
+        options.update(quiet=True, seed=seed)
+        if directory is None:
+            model = train_model(dm, rqvae_epochs, name=name, **options).model
         else:
-            model = load_or_train(model_dir, dm, rqvae_epochs, **options)
+            model = load_or_train(directory, dm, rqvae_epochs, **options)
         model.eval()
         error = evaluate_reconstruction(model, dm.test_dataloader())["relative_error"]
         with torch.no_grad():
             z = model.encode(features.to(model.device))
-            nearest = model.latents_to_ids(z)
-            if "rqvae-plain" in tables:
-                add("rqvae-plain", nearest, error)
-            if "rqvae" in tables:
-                add("rqvae", _balance(model.quantizer, z, nearest, known.to(z.device)), error)
+            return model.quantizer, z, model.latents_to_ids(z), error
+
+    if {"rqvae", "rqvae-plain"} & set(tables):
+        content = {k: v for k, v in config.items() if k not in COLLAB_OPTIONS}
+        quantizer, z, nearest, error = rqvae("seeded-rqvae", model_dir, config=content)
+        if "rqvae-plain" in tables:
+            add("rqvae-plain", nearest, error)
+        if "rqvae" in tables:
+            add("rqvae", _balance(quantizer, z, nearest, known.to(z.device)), error)
+    if "rqvae-collab" in tables:
+        aligned = {**config, **{k: config.get(k, v) for k, v in COLLAB_OPTIONS.items()}}
+        quantizer, z, nearest, error = rqvae(
+            "seeded-rqvae-collab", collab_model_dir, config=aligned, collaborative=collaborative
+        )
+        add("rqvae-collab", _balance(quantizer, z, nearest, known.to(z.device)), error)
     if {"rq-kmeans", "rq-kmeans-balanced"} & set(tables):
         centroids = rq_kmeans_fit(dm.dataset("train").features, levels, codes, seed)
         nearest = rq_kmeans_encode(features, centroids)[0].long()
@@ -170,6 +202,7 @@ def seeded_id_tables(
     root: str | Path | None = None,
     directory: str | Path | None = None,
     config: Mapping[str, Any] | None = None,
+    sequences: LeaveOneOut | None = None,
 ) -> dict[str, IdTable]:
     """:func:`fit_id_tables` on the catalogue of ``split``, each table cached as one small file.
 
@@ -178,6 +211,10 @@ def seeded_id_tables(
     and the measures; a file made for other new items is refused. The RQ-VAE of a seed is kept
     beside it in ``seeded-rqvae-<split>-seed<seed>[...]/``. The key names the run, not
     ``rqvae_epochs`` or ``config`` (default ``TUTORIAL_CONFIG``): delete the files to change them.
+    ``rqvae-collab`` needs ``sequences`` (the split the retriever trains on, new items out of
+    its training parts): SASRec learns the item vectors from those training parts alone, with
+    ``seed`` (cached in ``artifacts/collaborative``), and its RQ-VAE is kept in
+    ``seeded-rqvae-collab-<split>-seed<seed>[...]/``.
     """
     from rqvae_lib.data import ItemDataModule
 
@@ -196,14 +233,26 @@ def seeded_id_tables(
             out[name] = IdTable(tensors["ids"], tensors["item_ids"], measures)
     missing = [name for name in tables if name not in out]
     if missing:
+        if "rqvae-collab" in missing and sequences is None:
+            raise ValueError(
+                "the rqvae-collab table needs sequences=... (the retrieval split whose training "
+                "parts SASRec learns the collaborative item vectors from: data.sequences)"
+            )
         dm = ItemDataModule(root, split, batch_size=TUTORIAL_BATCH_SIZE)
         dm.prepare_data()
         dm.setup()
         catalogue = dm.dataset("all")
-        model_dir = directory / f"seeded-rqvae-{split}-seed{seed}{cold_key}"
+        collaborative = None
+        if "rqvae-collab" in missing:
+            from rqvae_lib.retrieval.collaborative import collaborative_embeddings
+            from rqvae_lib.retrieval.experiment import CPU_BUDGET
+
+            sasrec = CPU_BUDGET.sasrec_config(seed, verbose=False)
+            collaborative = collaborative_embeddings(sequences, catalogue.item_ids, sasrec, split)
         fitted = fit_id_tables(
             missing, catalogue.features, catalogue.item_ids, seed, new.tolist(), rqvae_epochs,
-            model_dir, config,
+            directory / f"seeded-rqvae-{split}-seed{seed}{cold_key}", config, collaborative,
+            directory / f"seeded-rqvae-collab-{split}-seed{seed}{cold_key}",
         )  # fmt: skip
         directory.mkdir(parents=True, exist_ok=True)
         for name, table in fitted.items():
