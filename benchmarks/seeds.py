@@ -3,10 +3,16 @@
     python benchmarks/seeds.py                          # the CPU budget, every unit below
     python benchmarks/seeds.py --experiments warm --datasets toys --seeds 0
     python benchmarks/seeds.py --threads 1 --out benchmarks/results/seeds.jsonl
+    python benchmarks/seeds.py --experiments collab --out benchmarks/results/collab.jsonl
 
 Units, in this order: the warm comparison of every ID table (``rqvae_lib.retrieval.id_tables.
 ID_TABLES``) on Beauty for each seed, the cold-start protocol on Beauty for each seed, then the
 warm comparison on Toys (``rqvae_lib.retrieval.seeded``: ``run_warm_seed``, ``run_cold_seed``).
+The collaborative table (``collab``, only when asked for: ``rqvae-collab``, the RQ-VAE with
+LETTER's alignment term against SASRec vectors of the training parts) runs the warm protocol on
+its own table, seed by seed, comparable with the warm records of the same seed (every model
+trains as it would alone); ``--align-weight W`` trains it with another weight (records
+``collab@W``, table ``rqvae-collab@W``, IDs in ``artifacts/retrieval/align-W``).
 Each unit appends its records to ``--out`` (JSON lines) when it ends, so a finished unit is
 skipped on the next run and processes running other units can share the file; an interrupted one resumes from its last epoch (checkpoints under
 ``--checkpoint-dir``). The ID tables and their RQ-VAEs are cached in ``artifacts/retrieval``.
@@ -33,7 +39,7 @@ from rqvae_lib.retrieval.experiment import CPU_BUDGET, FAST_BUDGET, GPU_BUDGET  
 from rqvae_lib.retrieval.seeded import SEEDS  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "seeds.jsonl"
-EXPERIMENTS = ("warm", "cold")
+EXPERIMENTS = ("warm", "cold", "collab")
 DATASETS = ("beauty", "toys")
 BUDGETS = {b.name: b for b in (FAST_BUDGET, CPU_BUDGET, GPU_BUDGET)}
 
@@ -41,7 +47,8 @@ BUDGETS = {b.name: b for b in (FAST_BUDGET, CPU_BUDGET, GPU_BUDGET)}
 def units(experiments, datasets, seeds) -> list[tuple[str, str, int]]:
     """(experiment, dataset, seed) in run order: Beauty warm, Beauty cold, then Toys warm (and
     Toys cold only when asked for by name)."""
-    order = [("warm", "beauty"), ("cold", "beauty"), ("warm", "toys"), ("cold", "toys")]
+    order = [("warm", "beauty"), ("cold", "beauty"), ("warm", "toys"), ("cold", "toys"),
+             ("collab", "beauty"), ("collab", "toys")]  # fmt: skip
     return [
         (e, d, s) for e, d in order if e in experiments and d in datasets for s in seeds
     ]  # fmt: skip
@@ -70,6 +77,7 @@ def append_records(path: Path, records: list[dict]) -> None:
 
 def run_unit(experiment: str, dataset: str, seed: int, args: argparse.Namespace) -> list[dict]:
     """Train and score one unit; its records, stamped with the machine and commit."""
+    from rqvae_lib.config import TUTORIAL_CONFIG
     from rqvae_lib.retrieval.experiment import load_retrieval_data
     from rqvae_lib.retrieval.id_tables import ID_TABLES, seeded_id_tables
     from rqvae_lib.retrieval.seeded import run_cold_seed, run_warm_seed
@@ -81,6 +89,17 @@ def run_unit(experiment: str, dataset: str, seed: int, args: argparse.Namespace)
         data = load_retrieval_data(dataset, max_users=budget.max_users)
         tables = seeded_id_tables(dataset, ID_TABLES, seed, directory=args.ids_dir)
         records = run_warm_seed(data, tables, seed, budget, resume)
+    elif experiment.partition("@")[0] == "collab":
+        data = load_retrieval_data(dataset, max_users=budget.max_users)
+        ids_dir, config, key = args.ids_dir, None, "rqvae-collab"
+        if args.align_weight is not None:
+            weight = f"{args.align_weight:g}"
+            ids_dir = (args.ids_dir or artifacts_dir() / "retrieval") / f"align-{weight}"
+            config, key = {**TUTORIAL_CONFIG, "align_weight": args.align_weight}, f"{key}@{weight}"
+        tables = seeded_id_tables(dataset, ["rqvae-collab"], seed, directory=ids_dir,
+                                  config=config, sequences=data.sequences)  # fmt: skip
+        records = [dict(r, table=key)
+                   for r in run_warm_seed(data, tables, seed, budget, resume)]  # fmt: skip
     else:
         records = run_cold_seed(dataset, seed, budget=budget, directory=args.ids_dir,
                                 checkpoint_dir=resume)  # fmt: skip
@@ -119,12 +138,15 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--experiments", nargs="+", default=list(EXPERIMENTS), choices=EXPERIMENTS)
+    p.add_argument("--experiments", nargs="+", default=["warm", "cold"], choices=EXPERIMENTS,
+                   help="default: warm cold (collab only when named)")  # fmt: skip
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     p.add_argument("--budget", default="cpu", choices=list(BUDGETS),
                    help="rqvae_lib.retrieval.experiment's budget (default: cpu)")  # fmt: skip
     p.add_argument("--toys-cold", action="store_true", help="also the cold start on Toys")
+    p.add_argument("--align-weight", type=float, default=None,
+                   help="the collab table's alignment weight (default: COLLAB_OPTIONS)")  # fmt: skip
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON lines, appended per unit")
     p.add_argument("--ids-dir", type=Path, default=None, help="ID tables (artifacts/retrieval)")
     p.add_argument("--checkpoint-dir", type=Path, default=None,
@@ -145,6 +167,8 @@ def main(argv: list[str] | None = None) -> None:
         u for u in units(args.experiments, args.datasets, args.seeds)
         if u[:2] != ("cold", "toys") or args.toys_cold
     ]  # fmt: skip
+    if args.align_weight is not None:  # its own unit name, so each weight resumes on its own
+        todo = [(f"collab@{args.align_weight:g}", *u[1:]) if u[0] == "collab" else u for u in todo]
     done = read_done(args.out, args.budget)
     for unit in todo:
         if unit in done:

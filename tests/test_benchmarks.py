@@ -3,7 +3,9 @@ options against the declared budgets, and the GPU script's refusals."""
 
 from __future__ import annotations
 
+import json
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -245,3 +247,52 @@ def test_seeds_summary_prints_the_records_as_markdown(tmp_path) -> None:
     assert "| RQ-VAE, balanced last level | 0.5 |" in text and "| random IDs | 0.25 |" in text
     assert "| RQ-VAE, balanced last level | random IDs | 0.25 |" in text  # paired, one seed
     assert "new items" not in text and seeds.summary(out, "gpu") == ""
+
+
+def test_seeds_runs_the_collaborative_table_when_asked(tmp_path, monkeypatch) -> None:
+    """``--experiments collab``: the rqvae-collab table of each seed, with the sequences its
+    SASRec vectors come from; ``--align-weight`` names its own units, table and ID folder; the
+    summary reads its records with the warm comparison."""
+    import seeds
+
+    from rqvae_lib.retrieval import experiment, id_tables, seeded
+
+    assert seeds.units(["warm", "cold"], ["beauty"], [0]) == [("warm", "beauty", 0),
+                                                             ("cold", "beauty", 0)]  # fmt: skip
+    assert seeds.units(["collab", "warm"], ["beauty", "toys"], [0])[-2:] == [
+        ("collab", "beauty", 0), ("collab", "toys", 0),
+    ]  # fmt: skip
+    calls = []
+    data = SimpleNamespace(sequences="the sequences")
+    monkeypatch.setattr(experiment, "load_retrieval_data", lambda *a, **k: data)
+
+    def fake_tables(split, tables, seed, directory=None, config=None, sequences=None):
+        calls.append((split, list(tables), seed, directory, config, sequences))
+        return {"rqvae-collab": "table"}
+
+    def fake_warm(data, tables, seed, budget, resume):
+        assert tables == {"rqvae-collab": "table"}
+        measures = {"perplexity": 2.0, "collision_rate": 0.0, "relative_error": 0.5}
+        return [dict(table="rqvae-collab", measures=measures, test={"recall@10": [0.5, 0.1]},
+                     test_ranks=[1, 3, 0, 0])]  # fmt: skip
+
+    monkeypatch.setattr(id_tables, "seeded_id_tables", fake_tables)
+    monkeypatch.setattr(seeded, "run_warm_seed", fake_warm)
+    monkeypatch.setattr(seeds, "machine", lambda: "test machine")
+    out = tmp_path / "collab.jsonl"
+    common = ["--datasets", "beauty", "--seeds", "1", "--out", str(out), "--ids-dir",
+              str(tmp_path / "ids"), "--checkpoint-dir", str(tmp_path / "ckpt")]  # fmt: skip
+    seeds.main(["--experiments", "collab", *common])
+    seeds.main(["--experiments", "collab", "--align-weight", "0.5", *common])
+    seeds.main(["--experiments", "collab", "--align-weight", "0.5", *common])  # done: skipped
+    assert [c[:3] for c in calls] == [("beauty", ["rqvae-collab"], 1)] * 2
+    assert calls[0][3:] == (tmp_path / "ids", None, "the sequences")
+    assert calls[1][3] == tmp_path / "ids" / "align-0.5"
+    assert calls[1][4]["align_weight"] == 0.5 and calls[1][5] == "the sequences"
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["experiment"], r["table"]) for r in records] == [
+        ("collab", "rqvae-collab"), ("collab@0.5", "rqvae-collab@0.5"),
+    ]  # fmt: skip
+    text = seeds.summary(out, "cpu")
+    assert "| RQ-VAE + collaborative, balanced last level | 0.5 |" in text
+    assert "| RQ-VAE + collaborative (weight 0.5), balanced last level | 0.5 |" in text

@@ -30,6 +30,7 @@ from rqvae_lib.course.seeds import (  # noqa: E402
     measures_figure,
     pair_table,
     read_seed_records,
+    table_name,
     tradeoff_figure,
     tradeoff_table,
     warm_table,
@@ -195,6 +196,27 @@ def test_warm_table_last_record_of_a_seed_wins() -> None:
     frame = warm_table([warm("rqvae", 0, 0.1), warm("rqvae", 0, 0.3), warm("rqvae", 1, 0.5)])
     assert frame["seeds"].tolist() == [2]
     assert frame[R10].tolist() == pytest.approx([0.4])
+
+
+def test_the_collaborative_tables_join_the_warm_comparison_after_the_others() -> None:
+    """Records of experiment collab (or collab@weight) are read as warm rows, after ID_TABLES."""
+    collab = [dict(warm("rqvae-collab", s, 0.2), experiment="collab") for s in (0, 1)]
+    weighted = dict(warm("rqvae-collab@0.5", 0, 0.3), experiment="collab@0.5")
+    frame = warm_table([*collab, weighted, *warm_records()])
+    assert frame["key"].tolist() == ["rqvae", "rq-kmeans", "random", "rqvae-collab",
+                                     "rqvae-collab@0.5"]  # fmt: skip
+    assert table_name("rqvae-collab") == TABLE_NAMES["rqvae-collab"] == frame.index[3]
+    assert frame.index[4] == "RQ-VAE + collaborative (weight 0.5), balanced last level"
+    assert frame.loc[frame.index[3], "seeds"] == 2
+    ranked = [warm("rqvae", 0, 0.5, ranks=[1, 0]),
+              dict(warm("rqvae-collab", 0, 0.5, ranks=[0, 2]), experiment="collab")]  # fmt: skip
+    pairs = pair_table(ranked)
+    assert pairs[["A", "B"]].values.tolist() == [
+        [TABLE_NAMES["rqvae"], TABLE_NAMES["rqvae-collab"]]
+    ]
+    assert table_name("something-else") == "something-else"
+    other = dict(warm("rqvae-collab", 0, 0.2), experiment="collaborative")  # not the name
+    assert warm_table([other]).empty
 
 
 # --- pair_table -------------------------------------------------------------------------------

@@ -32,7 +32,23 @@ TABLE_NAMES = {
     "rq-kmeans-balanced": "RQ-KMeans, balanced last level",
     "rq-kmeans": "RQ-KMeans, nearest codes",
     "random": "random IDs",
+    "rqvae-collab": "RQ-VAE + collaborative, balanced last level",
 }
+#: Records of the collaborative table: ``collab`` (``COLLAB_OPTIONS``) or ``collab@<weight>``,
+#: read with the warm comparison (the same protocol, data, seeds and budget).
+COLLAB_EXPERIMENT = "collab"
+
+
+def table_name(key: str) -> str:
+    """A table's name in words: :data:`TABLE_NAMES`, or ``rqvae-collab@<weight>``'s weight."""
+    if key in TABLE_NAMES:
+        return TABLE_NAMES[key]
+    base, _, weight = key.partition("@")
+    if base == "rqvae-collab" and weight:
+        return f"RQ-VAE + collaborative (weight {weight}), balanced last level"
+    return key
+
+
 #: The measures of a table that notebook 04 reads, with their axis labels.
 MEASURES = {
     "perplexity": "mean perplexity per level",
@@ -62,12 +78,16 @@ def read_seed_records(path: str | Path, budget: str | None = "cpu") -> list[dict
 
 
 def _warm(records: Sequence[Mapping[str, Any]], dataset: str) -> dict[str, dict[int, Mapping]]:
-    """table -> seed -> warm record of ``dataset``."""
+    """table -> seed -> warm record of ``dataset`` (the collaborative tables' records included),
+    ``ID_TABLES`` first."""
     out: dict[str, dict[int, Mapping]] = {}
     for r in records:
-        if r.get("experiment") == "warm" and r.get("dataset") == dataset:
+        experiment = str(r.get("experiment"))
+        warm = experiment == "warm" or experiment.partition("@")[0] == COLLAB_EXPERIMENT
+        if warm and r.get("dataset") == dataset:
             out.setdefault(r["table"], {})[r["seed"]] = r
-    return {t: out[t] for t in ID_TABLES if t in out}
+    order = [t for t in ID_TABLES if t in out] + sorted(t for t in out if t not in ID_TABLES)
+    return {t: out[t] for t in order}
 
 
 def _over_seeds(values: Sequence[float]) -> tuple[float, float]:
@@ -84,7 +104,7 @@ def warm_table(
     for table, by_seed in _warm(records, dataset).items():
         values = [r["test"][metric][0] for r in by_seed.values()]
         mean, sem = _over_seeds(values)
-        row = {"table": TABLE_NAMES.get(table, table), "key": table, metric: mean,
+        row = {"table": table_name(table), "key": table, metric: mean,
                "seed_sem": sem, "user_sem": float(np.mean([r["test"][metric][1]
                                                            for r in by_seed.values()])),
                "seeds": len(values)}  # fmt: skip
@@ -109,7 +129,7 @@ def pair_table(
         diffs = [paired_difference(by_table[a][s], by_table[b][s], metric) for s in seeds]
         mean, sem = _over_seeds([d.mean for d in diffs])
         exceeds = bool(len(seeds) > 1 and abs(mean) > 2 * sem)
-        rows.append({"A": TABLE_NAMES[a], "B": TABLE_NAMES[b], f"A - B {metric}": mean,
+        rows.append({"A": table_name(a), "B": table_name(b), f"A - B {metric}": mean,
                      "seed_sem": sem, "user_sem": float(np.mean([d.sem for d in diffs])),
                      "seeds": len(seeds),
                      "verdict": ("A ahead" if mean > 0 else "B ahead") if exceeds
@@ -127,7 +147,7 @@ def measures_figure(
         for i, (table, by_seed) in enumerate(by_table.items()):
             xs = [r["measures"][measure] for r in by_seed.values()]
             ys = [r["test"][metric][0] for r in by_seed.values()]
-            ax.scatter(xs, ys, color=f"C{i}", label=TABLE_NAMES[table], s=28)
+            ax.scatter(xs, ys, color=f"C{i}", label=table_name(table), s=28)
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"test {metric.replace('recall', 'Recall').replace('ndcg', 'NDCG')}")
@@ -184,7 +204,7 @@ def cold_table(
     rows = []
     for (table, key), groups in cells.items():
         row: dict[str, Any] = {"recommender": COLD_ROWS[key],
-                               "ID table": TABLE_NAMES.get(table, "-")}  # fmt: skip
+                               "ID table": table_name(table) if table else "-"}  # fmt: skip
         for g, values in groups.items():
             mean, sem = _over_seeds(values)
             row[f"{g} {metric}"] = f"{mean:.4f} ± {sem:.4f}" if len(values) > 1 else f"{mean:.4f}"
@@ -210,7 +230,7 @@ def tradeoff_table(
             values = {g: [r["test_curve"][j][g][metric][0] for r in runs] for g in ("new", "known")}
             cost = [r["test_curve"][0]["known"][metric][0] - v for r, v in
                     zip(runs, values["known"], strict=True)]  # fmt: skip
-            row: dict[str, Any] = {"ID table": TABLE_NAMES[table], "epsilon": point["epsilon"]}
+            row: dict[str, Any] = {"ID table": table_name(table), "epsilon": point["epsilon"]}
             for name, v in (("new", values["new"]), ("known", values["known"]), ("lost", cost)):
                 mean, sem = _over_seeds(v) if len(v) > 1 else (v[0], float("nan"))
                 label = f"known {metric} lost" if name == "lost" else f"{name} {metric}"
