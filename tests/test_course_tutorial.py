@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from rqvae_lib.config import fast_mode
 from rqvae_lib.course.tutorial import strip_notebook
@@ -86,3 +87,25 @@ def test_stamp_times_rewrites_the_reading_and_run_time_phrases():
     assert f"the last {mode}-mode run took 1,234 s (2026-12-02, " in text
     assert text.endswith("), with a cache.") and "old" not in text
     assert not stamp_times(nb)  # reading time already true: nothing changes without a run
+
+
+def test_a_headless_run_prints_no_kernel_warning_and_keeps_its_timeout(tmp_path, capfd):
+    """make tutorial's runner: the kernel's start-up warning about unencrypted TCP is gone, the
+    outputs are written, and a cell past the time limit still stops the run."""
+    import nbformat
+    from nbclient.exceptions import CellTimeoutError
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    from rqvae_lib.course.tutorial import run_notebook
+
+    header = new_markdown_cell("# 99 · Test\n\n*Time:* 0 min to read its 0 words")
+    path = tmp_path / "99_test.ipynb"
+    nbformat.write(new_notebook(cells=[header, new_code_cell("print(6 * 7)")]), str(path))
+    run_notebook(path, timeout=60)
+    assert nbformat.read(str(path), 4).cells[1].outputs[0]["text"] == "42\n"
+    captured = capfd.readouterr()
+    assert "without encryption" not in captured.out + captured.err
+    slow = new_notebook(cells=[header, new_code_cell("import time; time.sleep(30)")])
+    nbformat.write(slow, str(path))
+    with pytest.raises(CellTimeoutError):
+        run_notebook(path, timeout=2)

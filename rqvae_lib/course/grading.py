@@ -55,6 +55,7 @@ import pandas as pd
 
 from rqvae_lib.course.exercises import CORRECT, EXERCISES, GRADE_LOG, NOT_DONE, WRONG
 from rqvae_lib.course.student import is_solution
+from rqvae_lib.course.tutorial import QUIET_KERNEL
 from rqvae_lib.io import atomic_write
 
 #: The status of an exercise whose check never ran because the notebook failed or timed out.
@@ -170,6 +171,7 @@ def grade_notebook(
         client = NotebookClient(
             nb,
             kernel_name=kernel_name,
+            extra_arguments=QUIET_KERNEL,
             allow_errors=False,
             shutdown_kernel="immediate",
             resources={"metadata": {"path": str(path.parent.resolve())}},

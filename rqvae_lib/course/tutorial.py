@@ -110,6 +110,11 @@ def stamp_times(nb, seconds: float | None = None, when: str | None = None) -> bo
     return header.source != before
 
 
+#: Kernel options for headless runs: the kernel logs errors only (its start-up warning about
+#: unencrypted local TCP says nothing a learner can act on; cell timeouts still apply).
+QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
+
+
 def run_notebook(path: str | os.PathLike, timeout: int = 3600) -> float:
     """Execute one notebook in place (working directory: its folder); return the seconds taken."""
     import nbformat
@@ -118,9 +123,10 @@ def run_notebook(path: str | os.PathLike, timeout: int = 3600) -> float:
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    ExecutePreprocessor(timeout=timeout, kernel_name="python3").preprocess(
-        nb, {"metadata": {"path": str(path.parent)}}
+    executor = ExecutePreprocessor(
+        timeout=timeout, kernel_name="python3", extra_arguments=QUIET_KERNEL
     )
+    executor.preprocess(nb, {"metadata": {"path": str(path.parent)}})
     seconds = time.perf_counter() - start
     stamp_times(nb, seconds)
     atomic_write(path, lambda tmp: nbformat.write(strip_notebook(nb), str(tmp)))
