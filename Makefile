@@ -17,6 +17,9 @@ endif
 export HF_HUB_OFFLINE ?= 1
 export RQVAE_DATA_ROOT ?= $(abspath data)
 export PYTHONHASHSEED ?= 0
+# pip says only what went wrong: no version nag, no warning when a course machine runs as root.
+export PIP_DISABLE_PIP_VERSION_CHECK ?= 1
+export PIP_ROOT_USER_ACTION ?= ignore
 
 .PHONY: venv tutorial figures test test-fast unit notebooks lint clean site student
 
