@@ -13,6 +13,8 @@ LETTER's alignment term against SASRec vectors of the training parts) runs the w
 its own table, seed by seed, comparable with the warm records of the same seed (every model
 trains as it would alone); ``--align-weight W`` trains it with another weight (records
 ``collab@W``, table ``rqvae-collab@W``, IDs in ``artifacts/retrieval/align-W``).
+``collab-kmeans`` does the same for ``rq-kmeans-collab`` (RQ-KMeans on text and SASRec vectors
+side by side, training-free).
 Each unit appends its records to ``--out`` (JSON lines) when it ends, so a finished unit is
 skipped on the next run and processes running other units can share the file; an interrupted one resumes from its last epoch (checkpoints under
 ``--checkpoint-dir``). The ID tables and their RQ-VAEs are cached in ``artifacts/retrieval``.
@@ -39,7 +41,7 @@ from rqvae_lib.retrieval.experiment import CPU_BUDGET, FAST_BUDGET, GPU_BUDGET  
 from rqvae_lib.retrieval.seeded import SEEDS  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "seeds.jsonl"
-EXPERIMENTS = ("warm", "cold", "collab")
+EXPERIMENTS = ("warm", "cold", "collab", "collab-kmeans")
 DATASETS = ("beauty", "toys")
 BUDGETS = {b.name: b for b in (FAST_BUDGET, CPU_BUDGET, GPU_BUDGET)}
 
@@ -48,7 +50,8 @@ def units(experiments, datasets, seeds) -> list[tuple[str, str, int]]:
     """(experiment, dataset, seed) in run order: Beauty warm, Beauty cold, then Toys warm (and
     Toys cold only when asked for by name)."""
     order = [("warm", "beauty"), ("cold", "beauty"), ("warm", "toys"), ("cold", "toys"),
-             ("collab", "beauty"), ("collab", "toys")]  # fmt: skip
+             ("collab", "beauty"), ("collab", "toys"),
+             ("collab-kmeans", "beauty"), ("collab-kmeans", "toys")]  # fmt: skip
     return [
         (e, d, s) for e, d in order if e in experiments and d in datasets for s in seeds
     ]  # fmt: skip
@@ -88,6 +91,11 @@ def run_unit(experiment: str, dataset: str, seed: int, args: argparse.Namespace)
     if experiment == "warm":
         data = load_retrieval_data(dataset, max_users=budget.max_users)
         tables = seeded_id_tables(dataset, ID_TABLES, seed, directory=args.ids_dir)
+        records = run_warm_seed(data, tables, seed, budget, resume)
+    elif experiment == "collab-kmeans":
+        data = load_retrieval_data(dataset, max_users=budget.max_users)
+        tables = seeded_id_tables(dataset, ["rq-kmeans-collab"], seed, directory=args.ids_dir,
+                                  sequences=data.sequences)  # fmt: skip
         records = run_warm_seed(data, tables, seed, budget, resume)
     elif experiment.partition("@")[0] == "collab":
         data = load_retrieval_data(dataset, max_users=budget.max_users)

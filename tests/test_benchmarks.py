@@ -268,12 +268,12 @@ def test_seeds_runs_the_collaborative_table_when_asked(tmp_path, monkeypatch) ->
 
     def fake_tables(split, tables, seed, directory=None, config=None, sequences=None):
         calls.append((split, list(tables), seed, directory, config, sequences))
-        return {"rqvae-collab": "table"}
+        return {tables[0]: "table"}
 
     def fake_warm(data, tables, seed, budget, resume):
-        assert tables == {"rqvae-collab": "table"}
+        (name,) = tables
         measures = {"perplexity": 2.0, "collision_rate": 0.0, "relative_error": 0.5}
-        return [dict(table="rqvae-collab", measures=measures, test={"recall@10": [0.5, 0.1]},
+        return [dict(table=name, measures=measures, test={"recall@10": [0.5, 0.1]},
                      test_ranks=[1, 3, 0, 0])]  # fmt: skip
 
     monkeypatch.setattr(id_tables, "seeded_id_tables", fake_tables)
@@ -285,14 +285,20 @@ def test_seeds_runs_the_collaborative_table_when_asked(tmp_path, monkeypatch) ->
     seeds.main(["--experiments", "collab", *common])
     seeds.main(["--experiments", "collab", "--align-weight", "0.5", *common])
     seeds.main(["--experiments", "collab", "--align-weight", "0.5", *common])  # done: skipped
-    assert [c[:3] for c in calls] == [("beauty", ["rqvae-collab"], 1)] * 2
+    seeds.main(["--experiments", "collab-kmeans", *common])
+    assert [c[:3] for c in calls] == [("beauty", ["rqvae-collab"], 1)] * 2 + [
+        ("beauty", ["rq-kmeans-collab"], 1)
+    ]
+    assert calls[2][3:] == (tmp_path / "ids", None, "the sequences")
     assert calls[0][3:] == (tmp_path / "ids", None, "the sequences")
     assert calls[1][3] == tmp_path / "ids" / "align-0.5"
     assert calls[1][4]["align_weight"] == 0.5 and calls[1][5] == "the sequences"
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["experiment"], r["table"]) for r in records] == [
         ("collab", "rqvae-collab"), ("collab@0.5", "rqvae-collab@0.5"),
+        ("collab-kmeans", "rq-kmeans-collab"),
     ]  # fmt: skip
     text = seeds.summary(out, "cpu")
     assert "| RQ-VAE + collaborative, balanced last level | 0.5 |" in text
     assert "| RQ-VAE + collaborative (weight 0.5), balanced last level | 0.5 |" in text
+    assert "| RQ-KMeans on text + collaborative, balanced last level | 0.5 |" in text

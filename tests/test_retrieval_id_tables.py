@@ -299,3 +299,49 @@ def test_the_collaborative_table_learns_its_vectors_from_the_training_parts(
     assert table.ids.shape == (30, 2)
     assert (tmp_path / "tables" / "seeded-rqvae-collab-tiny-seed2").is_dir()
     assert (tmp_path / "tables" / "seeded-ids-tiny-rqvae-collab-seed2.safetensors").is_file()
+
+
+def test_joint_features_put_unit_text_and_collaborative_halves_side_by_side() -> None:
+    features = torch.tensor([[3.0, 4.0], [0.0, 2.0], [1.0, 0.0]])
+    item_ids = torch.tensor([10, 11, 12])
+    collaborative = SimpleNamespace(  # another order; item 12 has a vector but is not known
+        vectors=torch.tensor([[0.0, 5.0, 0.0], [2.0, 0.0, 0.0], [1.0, 1.0, 1.0]]),
+        item_ids=torch.tensor([11, 10, 12]),
+        known=torch.tensor([True, True, False]),
+    )
+    joint = it.joint_features(features, item_ids, collaborative, weight=0.5)
+    expected = torch.tensor([[0.6, 0.8, 0.5, 0.0, 0.0],
+                             [0.0, 1.0, 0.0, 0.5, 0.0],
+                             [1.0, 0.0, 0.0, 0.0, 0.0]])  # fmt: skip
+    assert torch.allclose(joint, expected)
+    everyone = SimpleNamespace(vectors=collaborative.vectors, item_ids=collaborative.item_ids,
+                               known=None)  # fmt: skip
+    assert it.joint_features(features, item_ids, everyone)[2, 2:].norm().item() == (
+        pytest.approx(1.0)
+    )
+
+
+def test_the_joint_rq_kmeans_table_fits_the_known_items_joint_rows(
+    fixture_root, monkeypatch
+) -> None:
+    """rq-kmeans-collab: RQ-KMeans fitted on the joint rows of the known training items, codes
+    of every item's joint row, last level balanced with new items joining."""
+    features, item_ids = catalogue(fixture_root)
+    new_items = sorted(item_ids.tolist())[::5]
+    known = torch.as_tensor(known_item_mask(item_ids.numpy(), new_items))
+    vectors = torch.randn(len(item_ids), 3, generator=torch.Generator().manual_seed(0))
+    targets = SimpleNamespace(vectors=vectors, item_ids=item_ids, known=known)
+    seen = spy_fits(monkeypatch)
+    table = it.fit_id_tables(["rq-kmeans-collab"], features, item_ids, 0, new_items,
+                             config=TINY_CONFIG, collaborative=targets)["rq-kmeans-collab"]  # fmt: skip
+    joint = it.joint_features(features, item_ids, targets)
+    assert len(seen["rq_kmeans_fit"]) == 1 and seen["rq_kmeans_fit"][0].shape[1] == 11
+    fitted_rows = {tuple(r) for r in seen["rq_kmeans_fit"][0].tolist()}
+    known_rows = {tuple(r) for r in joint[known].tolist()}
+    assert fitted_rows <= known_rows and len(fitted_rows) < len(known_rows)  # train part only
+    nearest = baselines.rq_kmeans_encode(joint, seen["centroids"][0])[0]
+    assert torch.equal(table.ids[:, 0], nearest[:, 0])
+    assert full_prefixes_only(table.ids, 8) and "rq-kmeans-collab" in it.BALANCED_TABLES
+    assert table.measures["relative_error"] > 0
+    with pytest.raises(ValueError, match="collaborative="):
+        it.fit_id_tables(["rq-kmeans-collab"], features, item_ids, 0, config=TINY_CONFIG)

@@ -33,10 +33,11 @@ TABLE_NAMES = {
     "rq-kmeans": "RQ-KMeans, nearest codes",
     "random": "random IDs",
     "rqvae-collab": "RQ-VAE + collaborative, balanced last level",
+    "rq-kmeans-collab": "RQ-KMeans on text + collaborative, balanced last level",
 }
-#: Records of the collaborative table: ``collab`` (``COLLAB_OPTIONS``) or ``collab@<weight>``,
-#: read with the warm comparison (the same protocol, data, seeds and budget).
-COLLAB_EXPERIMENT = "collab"
+#: Records of the collaborative tables (experiments ``collab``, ``collab@<weight>`` and
+#: ``collab-kmeans``), read with the warm comparison (the same protocol, data, seeds, budget).
+COLLAB_EXPERIMENTS = ("collab", "collab-kmeans")
 
 
 def table_name(key: str) -> str:
@@ -83,7 +84,7 @@ def _warm(records: Sequence[Mapping[str, Any]], dataset: str) -> dict[str, dict[
     out: dict[str, dict[int, Mapping]] = {}
     for r in records:
         experiment = str(r.get("experiment"))
-        warm = experiment == "warm" or experiment.partition("@")[0] == COLLAB_EXPERIMENT
+        warm = experiment == "warm" or experiment.partition("@")[0] in COLLAB_EXPERIMENTS
         if warm and r.get("dataset") == dataset:
             out.setdefault(r["table"], {})[r["seed"]] = r
     order = [t for t in ID_TABLES if t in out] + sorted(t for t in out if t not in ID_TABLES)

@@ -29,16 +29,21 @@ from rqvae_lib.io import atomic_write
 #: The ID tables of the seeded comparison, collision handling made equal: the tutorial RQ-VAE
 #: with a balanced last level and with its nearest codes, RQ-KMeans the same two ways, random.
 ID_TABLES = ("rqvae", "rqvae-plain", "rq-kmeans-balanced", "rq-kmeans", "random")
-#: The collaborative table (LETTER): the tutorial RQ-VAE trained with the alignment term
-#: (:data:`COLLAB_OPTIONS`) against SASRec item vectors of the training parts, last level
-#: balanced. It needs the sequences (``seeded_id_tables(..., sequences=...)``).
-COLLAB_TABLES = ("rqvae-collab",)
+#: The collaborative tables, both from SASRec item vectors of the training parts and both with a
+#: balanced last level: ``rqvae-collab`` (LETTER), the tutorial RQ-VAE trained with the
+#: alignment term (:data:`COLLAB_OPTIONS`); ``rq-kmeans-collab``, RQ-KMeans on each item's text
+#: embedding and collaborative vector side by side (:func:`joint_features`), training-free.
+#: They need the sequences (``seeded_id_tables(..., sequences=...)``).
+COLLAB_TABLES = ("rqvae-collab", "rq-kmeans-collab")
+#: Weight of the collaborative half in :func:`joint_features` (both halves have unit length):
+#: equal weight, not tuned.
+JOINT_WEIGHT = 1.0
 #: The alignment options of ``rqvae-collab`` (``RqVaeConfig``); a ``config`` given to
 #: :func:`fit_id_tables` overrides them.
 COLLAB_OPTIONS: dict[str, Any] = {"align_weight": 0.1, "align_temperature": 0.1, "align_dim": 64}
 #: The tables whose last level is balanced (``deduplicate``): there the last code tells items
 #: apart where it can, and the collision suffix is needed only where it cannot.
-BALANCED_TABLES = ("rqvae", "rq-kmeans-balanced", "rqvae-collab")
+BALANCED_TABLES = ("rqvae", "rq-kmeans-balanced", *COLLAB_TABLES)
 
 
 class IdTable(NamedTuple):
@@ -61,6 +66,25 @@ def table_measures(ids: Tensor, num_embeddings: int, relative_error: float) -> d
         "collision_rate": stats["collision_rate"],
         "relative_error": float(relative_error),
     }
+
+
+def joint_features(
+    features: Tensor, item_ids: Tensor, collaborative: Any, weight: float = JOINT_WEIGHT
+) -> Tensor:
+    """Each item's text embedding and collaborative vector side by side, each scaled to unit
+    length, the latter times ``weight``; zeros where an item has none (a new item): its place
+    then comes from its text alone."""
+    import torch.nn.functional as F
+
+    vectors = torch.as_tensor(collaborative.vectors).float()
+    known = torch.ones(len(vectors), dtype=torch.bool) if collaborative.known is None else (
+        torch.as_tensor(collaborative.known).bool())  # fmt: skip
+    row = {int(i): r for r, i in enumerate(torch.as_tensor(collaborative.item_ids).tolist())}
+    out = torch.zeros(len(item_ids), vectors.shape[1])
+    for r, item in enumerate(torch.as_tensor(item_ids).tolist()):
+        if item in row and bool(known[row[item]]):
+            out[r] = F.normalize(vectors[row[item]], dim=0) * weight
+    return torch.cat([F.normalize(torch.as_tensor(features).float(), dim=1), out], dim=1)
 
 
 def kmeans_quantizer(centroids: Sequence[Any]):
@@ -111,7 +135,8 @@ def fit_id_tables(
     ``rqvae-collab`` trains another RQ-VAE the same way with the alignment term
     (``COLLAB_OPTIONS``, overridden by ``config``) against ``collaborative`` (item vectors with
     ``vectors``, ``item_ids`` and ``known``: :func:`rqvae_lib.retrieval.collaborative.
-    collaborative_embeddings`), saved in ``collab_model_dir`` when given.
+    collaborative_embeddings`), saved in ``collab_model_dir`` when given; ``rq-kmeans-collab``
+    fits RQ-KMeans on :func:`joint_features` of the same rows (its error is in that space).
     """
     from rqvae_lib.baselines import rq_kmeans_encode, rq_kmeans_fit
     from rqvae_lib.data import FeatureDataModule
@@ -122,10 +147,10 @@ def fit_id_tables(
     unknown = [t for t in tables if t not in ID_TABLES + COLLAB_TABLES]
     if unknown or not tables:
         raise ValueError(f"tables must be some of {ID_TABLES + COLLAB_TABLES}, got {list(tables)}")
-    if "rqvae-collab" in tables and collaborative is None:
+    if set(COLLAB_TABLES) & set(tables) and collaborative is None:
         raise ValueError(
-            "the rqvae-collab table needs collaborative=... (item vectors from the training "
-            "split: rqvae_lib.retrieval.collaborative.collaborative_embeddings)"
+            f"the {'/'.join(COLLAB_TABLES)} tables need collaborative=... (item vectors from "
+            "the training split: rqvae_lib.retrieval.collaborative.collaborative_embeddings)"
         )
     config = dict(TUTORIAL_CONFIG if config is None else config)
     levels, codes = config["num_levels"], config["num_embeddings"]
@@ -182,6 +207,18 @@ def fit_id_tables(
         if "rq-kmeans-balanced" in tables:
             balanced = _balance(kmeans_quantizer(centroids), features, nearest, known)
             add("rq-kmeans-balanced", balanced, error["relative_error"])
+    if "rq-kmeans-collab" in tables:
+        joint = joint_features(features, item_ids, collaborative)
+        row = {int(i): r for r, i in enumerate(item_ids.tolist())}
+
+        def rows(subset: str) -> Tensor:
+            return joint[[row[int(i)] for i in dm.dataset(subset).item_ids.tolist()]]
+
+        centroids = rq_kmeans_fit(rows("train"), levels, codes, seed)
+        nearest = rq_kmeans_encode(joint, centroids)[0].long()
+        error = reconstruction_error(rows("test"), rq_kmeans_encode(rows("test"), centroids)[1])
+        balanced = _balance(kmeans_quantizer(centroids), joint, nearest, known)
+        add("rq-kmeans-collab", balanced, error["relative_error"])
     if "random" in tables:
         g = torch.Generator().manual_seed(seed)
         add("random", torch.randint(0, codes, (len(item_ids), levels), generator=g), math.nan)
@@ -233,17 +270,19 @@ def seeded_id_tables(
             out[name] = IdTable(tensors["ids"], tensors["item_ids"], measures)
     missing = [name for name in tables if name not in out]
     if missing:
-        if "rqvae-collab" in missing and sequences is None:
+        collab_missing = [name for name in missing if name in COLLAB_TABLES]
+        if collab_missing and sequences is None:
             raise ValueError(
-                "the rqvae-collab table needs sequences=... (the retrieval split whose training "
-                "parts SASRec learns the collaborative item vectors from: data.sequences)"
+                f"the {'/'.join(collab_missing)} table needs sequences=... (the retrieval split "
+                "whose training parts SASRec learns the collaborative item vectors from: "
+                "data.sequences)"
             )
         dm = ItemDataModule(root, split, batch_size=TUTORIAL_BATCH_SIZE)
         dm.prepare_data()
         dm.setup()
         catalogue = dm.dataset("all")
         collaborative = None
-        if "rqvae-collab" in missing:
+        if collab_missing:
             from rqvae_lib.retrieval.collaborative import collaborative_embeddings
             from rqvae_lib.retrieval.experiment import CPU_BUDGET
 
