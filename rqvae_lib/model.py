@@ -326,6 +326,8 @@ class RqVae(pl.LightningModule):
         """The InfoNCE (:func:`~rqvae_lib.modules.info_nce`) of the batch's items that have a
         collaborative embedding, the head applied to their quantized latents; 0 below two such
         items (an InfoNCE needs a negative)."""
+        if len(self.collab_rows) == 0:  # no targets set (a loaded model): nothing to align
+            return quantized.new_zeros(())
         ids = item_ids.to(self.collab_rows.device).long()
         inside = ids < len(self.collab_rows)
         rows = torch.where(inside, self.collab_rows[ids.clamp(max=len(self.collab_rows) - 1)], -1)

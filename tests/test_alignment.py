@@ -67,6 +67,8 @@ def test_alignment_loss_uses_the_items_with_an_embedding_and_only_them() -> None
     rows = [3, 0, 5]
     want = info_nce(model.align_head(quantized[keep]), model.collab_vectors[rows], 0.5)
     assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    # no targets set (as after loading): no term, and evaluation still runs
+    assert tiny(**ALIGN).alignment_loss(quantized, batch_ids).item() == 0.0
     # fewer than two items with an embedding: no negatives, no term
     assert model.alignment_loss(quantized[:2], torch.tensor([106, 101])).item() == 0.0
     assert model.alignment_loss(quantized[:2], torch.tensor([106, 107])).item() == 0.0
