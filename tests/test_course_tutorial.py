@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from rqvae_lib.config import fast_mode
+from rqvae_lib.config import REPO_ROOT, fast_mode
 from rqvae_lib.course.tutorial import strip_notebook
 
 REPO = Path(__file__).resolve().parent.parent
@@ -109,3 +109,15 @@ def test_a_headless_run_prints_no_kernel_warning_and_keeps_its_timeout(tmp_path,
     nbformat.write(slow, str(path))
     with pytest.raises(CellTimeoutError):
         run_notebook(path, timeout=2)
+
+
+@pytest.mark.parametrize(
+    "path", sorted(REPO_ROOT.glob("notebooks/[0-9][0-9]_*.ipynb")), ids=lambda p: p.name
+)
+def test_committed_outputs_show_no_path_of_the_machine_that_ran_them(path) -> None:
+    """Outputs print paths relative to the repository (display_path): an absolute path names
+    the machine that ran the notebook, not the learner's."""
+    root = str(REPO_ROOT.resolve())
+    for number, cell in enumerate(json.loads(path.read_text())["cells"]):
+        text = json.dumps(cell.get("outputs", []))
+        assert root not in text and "PosixPath(" not in text, (path.name, number)
