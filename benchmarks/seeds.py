@@ -88,29 +88,26 @@ def run_unit(experiment: str, dataset: str, seed: int, args: argparse.Namespace)
     budget = BUDGETS[args.budget]
     resume = args.checkpoint_dir / f"{experiment}-{dataset}-seed{seed}-{budget.name}"
     start = time.perf_counter()
-    if experiment == "warm":
-        data = load_retrieval_data(dataset, max_users=budget.max_users)
-        tables = seeded_id_tables(dataset, ID_TABLES, seed, directory=args.ids_dir)
-        records = run_warm_seed(data, tables, seed, budget, resume)
-    elif experiment == "collab-kmeans":
-        data = load_retrieval_data(dataset, max_users=budget.max_users)
-        tables = seeded_id_tables(dataset, ["rq-kmeans-collab"], seed, directory=args.ids_dir,
-                                  sequences=data.sequences)  # fmt: skip
-        records = run_warm_seed(data, tables, seed, budget, resume)
-    elif experiment.partition("@")[0] == "collab":
-        data = load_retrieval_data(dataset, max_users=budget.max_users)
-        ids_dir, config, key = args.ids_dir, None, "rqvae-collab"
-        if args.align_weight is not None:
-            weight = f"{args.align_weight:g}"
-            ids_dir = (args.ids_dir or artifacts_dir() / "retrieval") / f"align-{weight}"
-            config, key = {**TUTORIAL_CONFIG, "align_weight": args.align_weight}, f"{key}@{weight}"
-        tables = seeded_id_tables(dataset, ["rqvae-collab"], seed, directory=ids_dir,
-                                  config=config, sequences=data.sequences)  # fmt: skip
-        records = [dict(r, table=key)
-                   for r in run_warm_seed(data, tables, seed, budget, resume)]  # fmt: skip
-    else:
+    if experiment == "cold":
         records = run_cold_seed(dataset, seed, budget=budget, directory=args.ids_dir,
                                 checkpoint_dir=resume)  # fmt: skip
+    else:  # the warm protocol: the five tables, or one collaborative table
+        data = load_retrieval_data(dataset, max_users=budget.max_users)
+        names, ids_dir, config, rename = list(ID_TABLES), args.ids_dir, None, {}
+        if experiment == "collab-kmeans":
+            names = ["rq-kmeans-collab"]
+        elif experiment != "warm":  # collab, or collab@W
+            names = ["rqvae-collab"]
+            if args.align_weight is not None:
+                weight = f"{args.align_weight:g}"
+                ids_dir = (args.ids_dir or artifacts_dir() / "retrieval") / f"align-{weight}"
+                config = {**TUTORIAL_CONFIG, "align_weight": args.align_weight}
+                rename = {"rqvae-collab": f"rqvae-collab@{weight}"}
+        sequences = data.sequences if experiment != "warm" else None
+        tables = seeded_id_tables(dataset, names, seed, directory=ids_dir, config=config,
+                                  sequences=sequences)  # fmt: skip
+        records = [dict(r, table=rename.get(r["table"], r["table"]))
+                   for r in run_warm_seed(data, tables, seed, budget, resume)]  # fmt: skip
     stamp = dict(unit_seconds=round(time.perf_counter() - start, 1), machine=machine(),
                  load=load(), commit=git_rev(), threads=torch.get_num_threads())  # fmt: skip
     return [dict(r, experiment=experiment, dataset=dataset, seed=seed, budget=budget.name, **stamp)

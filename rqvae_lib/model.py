@@ -260,8 +260,12 @@ class RqVae(pl.LightningModule):
 
         A forward pass never changes a codebook; only ``training_step`` maintains them.
         """
-        quantized, commitment_loss, embedding_loss, ids = self.quantizer(self.encode(features))
+        quantized, commitment_loss, embedding_loss, ids = self._quantize(features)
         return self.decoder(quantized), commitment_loss, embedding_loss, ids
+
+    def _quantize(self, features: Tensor):
+        """The quantizer's output (quantized latent, losses, IDs) for ``features``."""
+        return self.quantizer(self.encode(features))
 
     @torch.no_grad()
     def generate_semantic_ids(self, features: Tensor, deduplicate: bool = False) -> Tensor:
@@ -339,7 +343,7 @@ class RqVae(pl.LightningModule):
 
     def _losses(self, batch: dict[str, Tensor]) -> tuple[Tensor, ...]:
         features = batch["features"]
-        quantized, commitment_loss, embedding_loss, _ = self.quantizer(self.encode(features))
+        quantized, commitment_loss, embedding_loss, _ = self._quantize(features)
         recon_loss = F.mse_loss(self.decoder(quantized), features)
         total = self.hparams.recon_weight * recon_loss + commitment_loss + embedding_loss
         if self.config.align_weight == 0:
