@@ -14,7 +14,9 @@ its own table, seed by seed, comparable with the warm records of the same seed (
 trains as it would alone); ``--align-weight W`` trains it with another weight (records
 ``collab@W``, table ``rqvae-collab@W``, IDs in ``artifacts/retrieval/align-W``).
 ``collab-kmeans`` does the same for ``rq-kmeans-collab`` (RQ-KMeans on text and SASRec vectors
-side by side, training-free).
+side by side, training-free). ``cold-collab`` runs the cold-start protocol on both collaborative
+tables (their SASRec vectors from the cold split's training parts: a new item has none), without
+the baselines, which the ``cold`` unit of the same seed holds.
 Each unit appends its records to ``--out`` (JSON lines) when it ends, so a finished unit is
 skipped on the next run and processes running other units can share the file; an interrupted one resumes from its last epoch (checkpoints under
 ``--checkpoint-dir``). The ID tables and their RQ-VAEs are cached in ``artifacts/retrieval``.
@@ -41,7 +43,7 @@ from rqvae_lib.retrieval.experiment import CPU_BUDGET, FAST_BUDGET, GPU_BUDGET  
 from rqvae_lib.retrieval.seeded import SEEDS  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "seeds.jsonl"
-EXPERIMENTS = ("warm", "cold", "collab", "collab-kmeans")
+EXPERIMENTS = ("warm", "cold", "collab", "collab-kmeans", "cold-collab")
 DATASETS = ("beauty", "toys")
 BUDGETS = {b.name: b for b in (FAST_BUDGET, CPU_BUDGET, GPU_BUDGET)}
 
@@ -51,7 +53,8 @@ def units(experiments, datasets, seeds) -> list[tuple[str, str, int]]:
     Toys cold only when asked for by name)."""
     order = [("warm", "beauty"), ("cold", "beauty"), ("warm", "toys"), ("cold", "toys"),
              ("collab", "beauty"), ("collab", "toys"),
-             ("collab-kmeans", "beauty"), ("collab-kmeans", "toys")]  # fmt: skip
+             ("collab-kmeans", "beauty"), ("collab-kmeans", "toys"),
+             ("cold-collab", "beauty"), ("cold-collab", "toys")]  # fmt: skip
     return [
         (e, d, s) for e, d in order if e in experiments and d in datasets for s in seeds
     ]  # fmt: skip
@@ -82,15 +85,17 @@ def run_unit(experiment: str, dataset: str, seed: int, args: argparse.Namespace)
     """Train and score one unit; its records, stamped with the machine and commit."""
     from rqvae_lib.config import TUTORIAL_CONFIG
     from rqvae_lib.retrieval.experiment import load_retrieval_data
-    from rqvae_lib.retrieval.id_tables import ID_TABLES, seeded_id_tables
-    from rqvae_lib.retrieval.seeded import run_cold_seed, run_warm_seed
+    from rqvae_lib.retrieval.id_tables import COLLAB_TABLES, ID_TABLES, seeded_id_tables
+    from rqvae_lib.retrieval.seeded import COLD_TABLES, run_cold_seed, run_warm_seed
 
     budget = BUDGETS[args.budget]
     resume = args.checkpoint_dir / f"{experiment}-{dataset}-seed{seed}-{budget.name}"
     start = time.perf_counter()
-    if experiment == "cold":
-        records = run_cold_seed(dataset, seed, budget=budget, directory=args.ids_dir,
-                                checkpoint_dir=resume)  # fmt: skip
+    if experiment in ("cold", "cold-collab"):
+        collab = experiment == "cold-collab"
+        records = run_cold_seed(dataset, seed, COLLAB_TABLES if collab else COLD_TABLES,
+                                budget=budget, directory=args.ids_dir, checkpoint_dir=resume,
+                                baselines=not collab)  # fmt: skip
     else:  # the warm protocol: the five tables, or one collaborative table
         data = load_retrieval_data(dataset, max_users=budget.max_users)
         names, ids_dir, config, rename = list(ID_TABLES), args.ids_dir, None, {}
@@ -170,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     todo = [
         u for u in units(args.experiments, args.datasets, args.seeds)
-        if u[:2] != ("cold", "toys") or args.toys_cold
+        if u[0] not in ("cold", "cold-collab") or u[1] != "toys" or args.toys_cold
     ]  # fmt: skip
     if args.align_weight is not None:  # its own unit name, so each weight resumes on its own
         todo = [(f"collab@{args.align_weight:g}", *u[1:]) if u[0] == "collab" else u for u in todo]

@@ -302,3 +302,39 @@ def test_seeds_runs_the_collaborative_table_when_asked(tmp_path, monkeypatch) ->
     assert "| RQ-VAE + collaborative, balanced last level | 0.5 |" in text
     assert "| RQ-VAE + collaborative (weight 0.5), balanced last level | 0.5 |" in text
     assert "| RQ-KMeans on text + collaborative, balanced last level | 0.5 |" in text
+
+
+def test_seeds_runs_the_cold_start_of_the_collaborative_tables(tmp_path, monkeypatch) -> None:
+    """``--experiments cold-collab``: the cold-start protocol on both collaborative tables, without
+    the baselines (the ``cold`` unit of the seed has them); the cold table reads both units."""
+    import seeds
+
+    from rqvae_lib.course.seeds import cold_table
+    from rqvae_lib.retrieval import seeded
+    from rqvae_lib.retrieval.id_tables import COLLAB_TABLES
+
+    assert seeds.units(["cold-collab", "cold"], ["beauty", "toys"], [0]) == [
+        ("cold", "beauty", 0), ("cold", "toys", 0), ("cold-collab", "beauty", 0),
+        ("cold-collab", "toys", 0),
+    ]  # fmt: skip
+    calls = []
+
+    def fake_cold(dataset, seed, tables, budget, directory, checkpoint_dir, baselines):
+        calls.append((dataset, seed, tuple(tables), baselines))
+        curve = [{"epsilon": 0.0, "all": {"recall@10": [0.25, 0.1]}}]
+        return [dict(model="seq2seq", table=t, test=curve[0], test_curve=curve, epsilon=0.0,
+                     whole_catalogue=curve[0]) for t in tables]  # fmt: skip
+
+    monkeypatch.setattr(seeded, "run_cold_seed", fake_cold)
+    monkeypatch.setattr(seeds, "machine", lambda: "test machine")
+    out = tmp_path / "collab.jsonl"
+    seeds.main(["--experiments", "cold-collab", "--seeds", "2", "--out", str(out),
+                "--checkpoint-dir", str(tmp_path / "ckpt")])  # fmt: skip
+    assert calls == [("beauty", 2, COLLAB_TABLES, False)]  # Toys only with --toys-cold
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["experiment"], r["table"]) for r in records] == [
+        ("cold-collab", t) for t in COLLAB_TABLES
+    ]
+    table = cold_table(records, "beauty")
+    assert len(table) == 3 * len(COLLAB_TABLES)  # whole catalogue, known only, admitted
+    assert set(table["all recall@10"]) == {"0.2500"}

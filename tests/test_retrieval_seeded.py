@@ -106,3 +106,38 @@ def test_a_cold_seed_selects_epsilon_on_validation_and_repeats(fixture_root, tmp
     for rec in (random_new, nearest):  # 6 new items fill every top 10: each new target is hit
         assert rec["new"]["recall@10"] == [1.0, 0.0] and rec["known"]["recall@10"] == [0.0, 0.0]
         assert rec["all"]["recall@10"][0] == pytest.approx(num_new / num_users)
+
+
+def test_a_cold_seed_of_the_collaborative_tables(fixture_root, tmp_path) -> None:
+    """The collaborative tables under the cold-start protocol: their SASRec vectors come from the
+    cold split's training parts (no new item has one), new items join without moving a known
+    ID, and ``baselines=False`` leaves the baselines to the content run of the seed."""
+    from rqvae_lib.retrieval.collaborative import collaborative_embeddings
+    from rqvae_lib.retrieval.experiment import CPU_BUDGET
+    from rqvae_lib.retrieval.id_tables import COLLAB_TABLES
+
+    options = dict(
+        budget=BUDGET, fraction=FRACTION, rqvae_epochs=2, root=fixture_root, verbose=False,
+        config=TINY_CONFIG, directory=tmp_path / "ids",
+    )  # fmt: skip
+    records = run_cold_seed("tiny", 0, COLLAB_TABLES, baselines=False, **options)
+    assert [(r["model"], r["table"]) for r in records] == [("seq2seq", t) for t in COLLAB_TABLES]
+    data, cold = cold_retrieval_data("tiny", FRACTION, 0, root=fixture_root)
+    tables = seeded_id_tables(
+        "tiny", COLLAB_TABLES, 0, cold.new_items, cold.seed, directory=tmp_path / "ids"
+    )  # read from the run's cache: no sequences needed
+    vectors = collaborative_embeddings(
+        data.sequences,
+        tables["rq-kmeans-collab"].item_ids,
+        CPU_BUDGET.sasrec_config(0, False),
+        "tiny",
+    )  # the run's cache (the tables' SASRec is the CPU budget's): the cold split's training parts
+    new = {int(i) for i in cold.new_items}
+    assert [bool(k) for k in vectors.known] == [
+        int(i) not in new for i in vectors.item_ids.tolist()
+    ]
+    for rec in records:
+        assert (rec["experiment"], rec["new_items"]) == ("cold", 6)
+        assert rec["prefix_len"] == 1  # balanced: the admission rule reads the first level
+        ids = tables[rec["table"]].ids
+        assert len({tuple(row) for row in ids.tolist()}) == len(ids)  # new items collide with none

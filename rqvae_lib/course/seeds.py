@@ -38,6 +38,9 @@ TABLE_NAMES = {
 #: Records of the collaborative tables (experiments ``collab``, ``collab@<weight>`` and
 #: ``collab-kmeans``), read with the warm comparison (the same protocol, data, seeds, budget).
 COLLAB_EXPERIMENTS = ("collab", "collab-kmeans")
+#: Records of the cold-start protocol: the content tables with the baselines (``cold``), and the
+#: collaborative tables (``cold-collab``) on the same new items of each seed.
+COLD_EXPERIMENTS = ("cold", "cold-collab")
 
 
 def table_name(key: str) -> str:
@@ -173,7 +176,11 @@ def measure_correlations(
 
 
 def _cold(records: Sequence[Mapping[str, Any]], dataset: str) -> list[Mapping[str, Any]]:
-    return [r for r in records if r.get("experiment") == "cold" and r.get("dataset") == dataset]
+    return [
+        r
+        for r in records
+        if r.get("experiment") in COLD_EXPERIMENTS and r.get("dataset") == dataset
+    ]
 
 
 def cold_rows(record: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:

@@ -98,6 +98,7 @@ def run_cold_seed(
     checkpoint_dir: str | Path | None = None,
     verbose: bool = True,
     config: Mapping[str, Any] | None = None,
+    baselines: bool = True,
 ) -> list[dict[str, Any]]:
     """TIGER's cold-start protocol for one seed: one record per table, then the baselines.
 
@@ -108,6 +109,9 @@ def run_cold_seed(
     targets). Baseline records (``model``: "random-new", "nearest-text", "sasrec-ce") hold the
     same groups on the test split. ``seed`` draws the new items too; ``config`` is the RQ-VAE's
     (default ``TUTORIAL_CONFIG``). ``checkpoint_dir`` resumes the seq2seq training.
+    The collaborative tables learn their SASRec vectors from the cold split's training parts, so
+    a new item has none. ``baselines=False`` skips the baselines (another run of the same seed
+    has them).
     """
     from rqvae_lib.data import ItemDataModule
 
@@ -115,7 +119,16 @@ def run_cold_seed(
     if verbose:
         print(f"{split}, seed {seed}: {len(cold.new_items):,} new items", flush=True)
     id_tables = seeded_id_tables(
-        split, tables, seed, cold.new_items, cold.seed, rqvae_epochs, root, directory, config
+        split,
+        tables,
+        seed,
+        cold.new_items,
+        cold.seed,
+        rqvae_epochs,
+        root,
+        directory,
+        config,
+        sequences=data.sequences,
     )
     models = {
         name: cold_seq2seq_model(t.ids, t.item_ids, cold.new_items, budget.preset, seed)
@@ -147,6 +160,8 @@ def run_cold_seed(
             whole_catalogue=admission_records(whole, test, index, [0.0], ks)[0],
             val_curve=val_curve, test_curve=curve,
         ))  # fmt: skip
+    if not baselines:
+        return records
     dm = ItemDataModule(root, split)
     dm.prepare_data()
     dm.setup()
