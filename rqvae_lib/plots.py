@@ -18,17 +18,23 @@ LEVEL_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
 
 
 def loss_curves(
-    metrics_csv: str | os.PathLike | pd.DataFrame, colors: Mapping[str, str] | None = None
+    metrics_csv: str | os.PathLike | pd.DataFrame,
+    colors: Mapping[str, str] | None = None,
+    align_chance: float | None = None,
 ) -> Figure:
     """Loss per epoch from a CSVLogger ``metrics.csv``: totals left, components (log) right.
 
     ``colors`` maps a metric name (``"train_loss"``, ``"val_recon_loss"``, ...) to a matplotlib
-    colour; metrics it leaves out take matplotlib's default cycle.
+    colour; metrics it leaves out take matplotlib's default cycle. A run with the collaborative
+    alignment term gets a third panel for it (an InfoNCE, not a squared error), with a dashed
+    line at ``align_chance`` when given (the loss of guessing: log of the batch's items).
     """
     colors = colors or {}
     df = metrics_csv if isinstance(metrics_csv, pd.DataFrame) else pd.read_csv(metrics_csv)
     df = df.groupby("epoch").mean(numeric_only=True)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    aligned = "train_align_loss" in df and df["train_align_loss"].notna().any()
+    fig, axes = plt.subplots(1, 3 if aligned else 2, figsize=(16 if aligned else 11, 3.8))
+    ax1, ax2 = axes[0], axes[1]
     for key in ("train_loss", "val_loss"):
         if key in df:
             ax1.plot(df.index + 1, df[key], label=key, color=colors.get(key))
@@ -43,7 +49,14 @@ def loss_curves(
         ylabel="loss (mean squared error, log scale)",
         title="loss terms (reconstruction before recon_weight)",
     )
-    for ax in (ax1, ax2):
+    if aligned:
+        ax3 = axes[2]
+        key = "train_align_loss"
+        ax3.plot(df.index + 1, df[key], label=key, color=colors.get(key))
+        if align_chance is not None:
+            ax3.axhline(align_chance, color="gray", ls="--", label="chance: log(items in batch)")
+        ax3.set(xlabel="epoch", ylabel="InfoNCE (nats)", title="alignment term (before its weight)")
+    for ax in axes:
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

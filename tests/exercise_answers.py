@@ -766,3 +766,45 @@ WRONG_ANSWERS.update(
         ],
     }
 )
+
+
+# -- notebook 08 ------------------------------------------------------------------------------
+
+
+def pair_share(ids, pairs, depth):
+    """The share of pairs of rows whose IDs agree on all of their first ``depth`` codes."""
+    a, b = pairs[:, 0], pairs[:, 1]
+    return float((ids[a, :depth] == ids[b, :depth]).all(dim=1).float().mean())
+
+
+def _share_count(ids, pairs, depth):
+    a, b = pairs[:, 0], pairs[:, 1]
+    return float((ids[a, :depth] == ids[b, :depth]).all(dim=1).sum())
+
+
+def _share_one_level(ids, pairs, depth):
+    a, b = pairs[:, 0], pairs[:, 1]
+    return float((ids[a, depth - 1] == ids[b, depth - 1]).float().mean())
+
+
+def _share_one_deeper(ids, pairs, depth):
+    return pair_share(ids, pairs, depth + 1)
+
+
+def _share_by_the_library(ids, pairs, depth):
+    from rqvae_lib.course.analysis import shared_prefix_length
+
+    return float((shared_prefix_length(ids, pairs[:, 0], pairs[:, 1]) >= depth).mean())
+
+
+SOLUTIONS.update({"08-pair-share": pair_share})
+WRONG_ANSWERS.update(
+    {
+        "08-pair-share": [
+            (_share_count, "not their number"),
+            (_share_one_level, "alone"),
+            (_share_one_deeper, "not"),
+            (_share_by_the_library, LIBRARY_HINT),
+        ]
+    }
+)

@@ -92,3 +92,22 @@ def test_loss_curves_take_a_colour_per_metric_and_default_the_rest():
     assert colour["train_loss"] == mcolors.to_hex("tab:purple")
     assert colour["val_recon_loss"] == mcolors.to_hex("k")
     assert colour["val_loss"] not in (colour["train_loss"], colour["val_recon_loss"])
+
+
+def test_loss_curves_give_the_alignment_term_its_own_panel_with_chance():
+    import math
+
+    import pandas as pd
+
+    metrics = pd.DataFrame({"epoch": [0, 1], "train_loss": [1.0, 0.5],
+                            "train_recon_loss": [0.5, 0.2], "train_align_loss": [6.9, 5.0]})  # fmt: skip
+    fig = plots.loss_curves(metrics, align_chance=math.log(1024))
+    assert len(fig.axes) == 3
+    third = fig.axes[2]
+    assert [line.get_label() for line in third.lines] == [
+        "train_align_loss",
+        "chance: log(items in batch)",
+    ]
+    assert list(third.lines[0].get_ydata()) == [6.9, 5.0]
+    assert third.lines[1].get_ydata()[0] == math.log(1024)
+    assert len(plots.loss_curves(metrics.drop(columns="train_align_loss")).axes) == 2

@@ -1766,3 +1766,70 @@ def _nearest_text(answer: Any) -> str | None:
                 f"are {g}. Normalise the rows, average the history, and sort by cosine."
             )
     return None
+
+
+# -- notebook 08: collaborative IDs -------------------------------------------------------------
+
+
+def _pair_cases() -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+    """Hand-made ID tables (N, L), pairs of rows (P, 2) and a depth: some pairs agree on a later
+    code but not an earlier one, so a per-level test and a prefix test differ."""
+    g = torch.Generator().manual_seed(8)
+    cases = [
+        (torch.tensor([[0, 1, 2], [0, 1, 3], [0, 2, 2], [1, 1, 2], [0, 1, 2]]),
+         torch.tensor([[0, 1], [0, 2], [0, 3], [1, 4], [2, 3], [3, 4]]), 2),
+        (torch.tensor([[0, 1, 2], [0, 1, 3], [0, 2, 2], [1, 1, 2], [0, 1, 2]]),
+         torch.tensor([[0, 1], [0, 2], [0, 3], [1, 4], [2, 3], [3, 4]]), 1),
+    ]  # fmt: skip
+    ids = torch.randint(0, 3, (40, 3), generator=g)
+    pairs = torch.randint(0, 40, (200, 2), generator=g)
+    cases += [(ids, pairs, d) for d in (1, 2, 3)]
+    return cases
+
+
+@exercise(
+    "08-pair-share",
+    library=(
+        "rqvae_lib.course.analysis:shared_prefix_length",
+        "rqvae_lib.course.analysis:pair_prefix_sharing",
+        "rqvae_lib.course.collab:prefix_agreement",
+    ),
+    question="Write pair_share(ids, pairs, depth): ids (N, L) is an ID table (row r: item r's "
+    "codes), pairs (P, 2) holds pairs of rows, and depth is between 1 and L. Return the share "
+    "of the P pairs (a float between 0 and 1) whose two IDs agree on all of their first depth "
+    "codes.",
+    placeholder=_unwritten,
+    explanation="A pair shares the prefix of depth d when its IDs agree on every one of the "
+    "first d codes: (ids[a, :d] == ids[b, :d]).all(dim=1). Agreeing on code d alone is not "
+    "enough: two items can share a second code under different first codes, and then they sit "
+    "in different branches of the tree, as far apart as the IDs can say. This is the 'pairs' "
+    "column of rqvae_lib.course.analysis.pair_prefix_sharing, which also gives its chance "
+    "level.",
+)
+@_function_exercise
+def _pair_share(answer: Any) -> str | None:
+    for ids, pairs, depth in _pair_cases():
+        out = _one_number(call(answer, ids.clone(), pairs.clone(), depth))
+        if isinstance(out, str):
+            return out
+        a, b = pairs[:, 0], pairs[:, 1]
+        prefix = (ids[a, :depth] == ids[b, :depth]).all(dim=1)
+        want = float(prefix.float().mean())
+        if math.isclose(out, want, abs_tol=1e-9):
+            continue
+        if math.isclose(out, float(prefix.sum())):
+            return "Return the share of the pairs, not their number: divide by len(pairs)."
+        if math.isclose(out, float((ids[a, depth - 1] == ids[b, depth - 1]).float().mean())):
+            return (
+                f"You compared code {depth} alone. A shared prefix of depth {depth} needs "
+                f"all of the first {depth} codes equal."
+            )
+        if depth < ids.shape[1] and math.isclose(
+            out, float((ids[a, : depth + 1] == ids[b, : depth + 1]).all(dim=1).float().mean())
+        ):
+            return f"Compare the first depth codes, ids[:, :depth]: depth {depth}, not {depth + 1}."
+        return (
+            f"On a table of {len(ids)} items and {len(pairs)} pairs at depth {depth} the share is "
+            f"{want:.4f}; yours is {out:.4f}."
+        )
+    return None

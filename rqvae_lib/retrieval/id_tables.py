@@ -229,6 +229,19 @@ def _table_path(directory: Path, split: str, name: str, seed: int, cold_key: str
     return directory / f"seeded-ids-{split}-{name}-seed{seed}{cold_key}.safetensors"
 
 
+def seeded_collaborative(
+    split: str, sequences: LeaveOneOut, item_ids: Tensor | Sequence[int], seed: int
+):
+    """The collaborative item vectors the seeded tables of ``seed`` align with: SASRec under the
+    CPU budget's training, with ``seed``, on the training parts of ``sequences`` alone
+    (:func:`rqvae_lib.retrieval.collaborative.collaborative_embeddings`, cached)."""
+    from rqvae_lib.retrieval.collaborative import collaborative_embeddings
+    from rqvae_lib.retrieval.experiment import CPU_BUDGET
+
+    sasrec = CPU_BUDGET.sasrec_config(seed, verbose=False)
+    return collaborative_embeddings(sequences, item_ids, sasrec, split)
+
+
 def seeded_id_tables(
     split: str,
     tables: Sequence[str],
@@ -283,11 +296,7 @@ def seeded_id_tables(
         catalogue = dm.dataset("all")
         collaborative = None
         if collab_missing:
-            from rqvae_lib.retrieval.collaborative import collaborative_embeddings
-            from rqvae_lib.retrieval.experiment import CPU_BUDGET
-
-            sasrec = CPU_BUDGET.sasrec_config(seed, verbose=False)
-            collaborative = collaborative_embeddings(sequences, catalogue.item_ids, sasrec, split)
+            collaborative = seeded_collaborative(split, sequences, catalogue.item_ids, seed)
         fitted = fit_id_tables(
             missing, catalogue.features, catalogue.item_ids, seed, new.tolist(), rqvae_epochs,
             directory / f"seeded-rqvae-{split}-seed{seed}{cold_key}", config, collaborative,

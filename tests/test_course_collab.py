@@ -1,0 +1,74 @@
+"""rqvae_lib.course.collab: notebook 08's measures of what a prefix groups, on hand-made tables."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from rqvae_lib.course import analysis, collab
+from rqvae_lib.data.amazon import LeaveOneOut
+
+#: Six items (P5 ids 10..15) in two tables: "after" brings items 12 and 13 under item 10's prefix.
+ITEMS = [10, 11, 12, 13, 14, 15]
+BEFORE = torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1], [2, 0], [2, 1]])
+AFTER = torch.tensor([[0, 0], [0, 1], [0, 2], [0, 3], [2, 0], [1, 1]])
+LABELS = ["a", "a", "b", "b", "c", "c"]
+PAIRS = np.array([[10, 12], [12, 10], [10, 13], [14, 15], [11, 10], [15, 13]])
+
+
+def test_heldout_pairs_are_the_last_training_item_and_the_validation_item() -> None:
+    split = LeaveOneOut({1: [5, 6], 2: [7], 3: [], 4: [8, 9]}, {1: 7, 2: 7, 3: 5, 4: 2},
+                        {1: 1, 2: 2, 3: 3, 4: 4})  # fmt: skip
+    pairs = collab.heldout_pairs(split)
+    assert pairs.tolist() == [[6, 7], [9, 2]]  # user 2 repeats its item; user 3 has no training
+    assert pairs.dtype == np.int64
+    assert collab.heldout_pairs(LeaveOneOut({}, {}, {})).shape == (0, 2)
+
+
+def test_prefix_agreement_reads_the_category_vote_and_the_pair_sharing() -> None:
+    table = collab.prefix_agreement({"before": BEFORE, "after": AFTER}, ITEMS, LABELS,
+                                    {"pairs": PAIRS}, depths=(1, 2))  # fmt: skip
+    assert list(table.index) == [("before", 1), ("before", 2), ("after", 1), ("after", 2)]
+    # before: every first code holds one label, so the vote is always right at depth 1
+    assert table.loc[("before", 1), "category"] == 1.0
+    assert table.loc[("before", 1), "items_scored"] == 1.0
+    assert np.isnan(table.loc[("before", 2), "category"])  # every item alone at depth 2
+    # pairs sharing the first code: before 1 of 6 ([11, 10]) and (14, 15); after 4 of 6
+    assert table.loc[("before", 1), "pairs"] == pytest.approx(2 / 6)
+    assert table.loc[("after", 1), "pairs"] == pytest.approx(4 / 6)
+    assert table.loc[("after", 2), "pairs"] == 0.0
+    for name, ids in (("before", BEFORE), ("after", AFTER)):
+        exact = analysis.pair_prefix_sharing(ids, ITEMS, PAIRS, exact=True)
+        assert table.loc[(name, 1), "pairs lift"] == pytest.approx(exact.loc[1, "lift"])
+        vote = analysis.category_prediction(ids, LABELS, repeats=1)
+        assert table.loc[(name, 1), "category"] == pytest.approx(vote.loc[1, "accuracy"])
+
+
+def test_moved_pairs_lists_the_pairs_a_table_joins_once_each_commonest_first() -> None:
+    titles = {i: f"item {i}" for i in ITEMS}
+    moved = collab.moved_pairs(BEFORE, AFTER, ITEMS, PAIRS, 1, titles)
+    assert moved[["a", "b", "count"]].values.tolist() == [[10, 12, 2], [10, 13, 1]]
+    assert moved.loc[0, "before b"] == [1, 0] and moved.loc[0, "after b"] == [0, 2]
+    assert moved.loc[1, "title b"] == "item 13"
+    apart = collab.moved_pairs(AFTER, BEFORE, ITEMS, PAIRS, 1)  # the reverse: (14, 15) split
+    assert apart[["a", "b", "count"]].values.tolist() == [[14, 15, 1]]
+    assert "title a" not in apart.columns
+
+
+def test_agreement_figure_draws_a_point_per_table_and_the_arrows() -> None:
+    table = collab.prefix_agreement({"before": BEFORE, "after": AFTER}, ITEMS, LABELS,
+                                    {"pairs": PAIRS}, depths=(1, 2))  # fmt: skip
+    fig = collab.agreement_figure(table, "pairs", {"before": "after"}, depths=(1, 2))
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    for ax in fig.axes:
+        assert len(ax.collections) == 2 and len(ax.texts) == 1  # two points, one arrow
+    point = fig.axes[0].collections[1].get_offsets()[0]  # "after" at depth 1
+    assert tuple(point) == pytest.approx((table.loc[("after", 1), "category"],
+                                          table.loc[("after", 1), "pairs lift"]))  # fmt: skip
+    assert fig.axes[-1].get_legend() is not None
