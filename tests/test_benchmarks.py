@@ -338,3 +338,30 @@ def test_seeds_runs_the_cold_start_of_the_collaborative_tables(tmp_path, monkeyp
     table = cold_table(records, "beauty")
     assert len(table) == 3 * len(COLLAB_TABLES)  # whole catalogue, known only, admitted
     assert set(table["all recall@10"]) == {"0.2500"}
+
+
+def test_collab_agreement_runs_each_unit_once_and_summarises_the_changes(tmp_path, monkeypatch):
+    """benchmarks/collab_agreement.py: a (dataset, seed) unit in --out is skipped, each unit's
+    records are appended whole, and --summary prints the changes per dataset and measure."""
+    import collab_agreement
+
+    ran = []
+
+    def fake_unit(dataset, seed):
+        ran.append((dataset, seed))
+        return [dict(dataset=dataset, seed=seed, table=t, depth=1, category=v, **{
+            "training pairs lift": 1.0, "held-out pairs": v, "held-out pairs lift": 2.0 * v})
+            for t, v in (("rqvae", 0.5 + seed / 100), ("rqvae-collab", 0.4))]  # fmt: skip
+
+    monkeypatch.setattr(collab_agreement, "unit_records", fake_unit)
+    monkeypatch.setattr(collab_agreement, "setup_env", lambda: None)
+    out = tmp_path / "agreement.jsonl"
+    args = ["--datasets", "beauty", "--seeds", "0", "1", "--out", str(out)]
+    collab_agreement.main(args)
+    collab_agreement.main(args)  # everything recorded: nothing runs
+    assert ran == [("beauty", 0), ("beauty", 1)]
+    assert len(out.read_text().splitlines()) == 4
+    text = collab_agreement.summary(out)
+    assert text.startswith("### beauty: category\n\n| content table | depth | seeds |")
+    assert "| rqvae | 1 | 2 | 0.505 |" in text and "### beauty: held-out pairs lift" in text
+    assert "toys" not in text

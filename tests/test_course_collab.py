@@ -72,3 +72,37 @@ def test_agreement_figure_draws_a_point_per_table_and_the_arrows() -> None:
     assert tuple(point) == pytest.approx((table.loc[("after", 1), "category"],
                                           table.loc[("after", 1), "pairs lift"]))  # fmt: skip
     assert fig.axes[-1].get_legend() is not None
+
+
+def test_agreement_pairs_are_the_training_and_the_heldout_pairs() -> None:
+    split = LeaveOneOut({1: [5, 6, 6, 7], 2: [8]}, {1: 9, 2: 8}, {1: 1, 2: 2})
+    pairs = collab.agreement_pairs(split)
+    assert list(pairs) == ["training pairs", "held-out pairs"]
+    assert pairs["training pairs"].tolist() == [[5, 6], [6, 7]]  # repeats are not pairs
+    assert pairs["held-out pairs"].tolist() == [[7, 9]]
+
+
+def _records(dataset: str, values: dict[tuple[str, int], list[float]]) -> list[dict]:
+    return [dict(dataset=dataset, seed=s, table=t, depth=d, category=v)
+            for (t, d), per_seed in values.items() for s, v in enumerate(per_seed)]  # fmt: skip
+
+
+def test_agreement_changes_pair_each_table_with_its_collaborative_version_over_seeds() -> None:
+    records = _records("beauty", {("rqvae", 1): [0.70, 0.72, 0.74],
+                                  ("rqvae-collab", 1): [0.60, 0.63, 0.63],
+                                  ("rq-kmeans-balanced", 1): [0.5, 0.6, 0.7],
+                                  ("rq-kmeans-collab", 1): [0.5, 0.7, 0.6]})  # fmt: skip
+    records += _records("toys", {("rqvae", 1): [0.1], ("rqvae-collab", 1): [0.9]})
+    changes = collab.agreement_changes(records, "beauty", "category")
+    assert list(changes.index) == [("rqvae", 1), ("rq-kmeans-balanced", 1)]
+    row = changes.loc[("rqvae", 1)]
+    diffs = np.array([-0.10, -0.09, -0.11])  # the per-seed changes
+    assert row["change"] == pytest.approx(diffs.mean())
+    assert row["change sem"] == pytest.approx(diffs.std(ddof=1) / np.sqrt(3))
+    assert row["content"] == pytest.approx(0.72) and row["collaborative"] == pytest.approx(0.62)
+    assert row["seeds"] == 3 and row["verdict"] == "down"
+    assert changes.loc[("rq-kmeans-balanced", 1), "verdict"] == "within noise"  # 0, +0.1, -0.1
+    one = collab.agreement_changes(records, "toys", "category")
+    assert one.loc[("rqvae", 1), "verdict"] == "within noise"  # one seed: no verdict
+    assert collab.agreement_changes(records, "toys", "category", {"a": "b"}).empty
+    assert collab.agreement_changes(records, "other", "category").empty

@@ -24,6 +24,7 @@ from rqvae_lib.course.seeds import (  # noqa: E402
     COLD_ROWS,
     MEASURES,
     TABLE_NAMES,
+    cold_pairs,
     cold_rows,
     cold_table,
     measure_correlations,
@@ -516,3 +517,25 @@ def test_tradeoff_figure_one_line_per_table_means_over_seeds() -> None:
         assert [line.get_label() for line in fig.axes[0].get_lines()] == names[:2]
     finally:
         plt.close(fig)
+
+
+def test_cold_pairs_differ_seed_by_seed_on_each_group() -> None:
+    """B minus A in the admitted row (each seed's chosen epsilon), per group, over the seeds both
+    tables ran; a collaborative table's ``cold-collab`` records pair with the ``cold`` ones."""
+    collab = [dict(seq2seq("rqvae-collab", s, 0.1, c, (0.1, 0.0, 0.1)), experiment="cold-collab")
+              for s, c in ((0, CURVE_K), (1, CURVE0))]  # fmt: skip
+    frame = cold_pairs(cold_records() + collab, {"rqvae": "rqvae-collab"})
+    assert list(frame.index) == [("rqvae", "rqvae-collab", g) for g in ("all", "new", "known")]
+    # seed 0: rqvae admitted at 0.1 (CURVE0), collab at 0.1 (CURVE_K); seed 1: rqvae at 0.3
+    # (CURVE1), collab at 0.1 (CURVE0)
+    diffs = {"all": [0.21 - 0.11, 0.11 - 0.10], "new": [0.10 - 0.05, 0.05 - 0.20],
+             "known": [0.24 - 0.115, 0.115 - 0.08]}  # fmt: skip
+    for group, d in diffs.items():
+        row = frame.loc[("rqvae", "rqvae-collab", group)]
+        assert row[f"B - A {R10}"] == pytest.approx(np.mean(d))
+        assert row["seed_sem"] == pytest.approx(np.std(d, ddof=1) / np.sqrt(2))
+        assert row["seeds"] == 2
+    assert frame.loc[("rqvae", "rqvae-collab", "new"), "verdict"] == "within noise"
+    one = cold_pairs(cold_records() + collab, {"rq-kmeans": "rqvae-collab"})  # seed 0 only
+    assert set(one["seeds"]) == {1} and set(one["verdict"]) == {"within noise"}
+    assert cold_pairs(cold_records(), {"rqvae": "rqvae-collab"}).empty

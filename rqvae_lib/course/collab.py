@@ -22,10 +22,17 @@ from torch import Tensor
 
 from rqvae_lib.course.analysis import (
     category_prediction,
+    consecutive_pairs,
     pair_prefix_sharing,
     shared_prefix_length,
 )
 from rqvae_lib.data.amazon import LeaveOneOut
+from rqvae_lib.retrieval.metrics import mean_sem
+
+#: The tables notebook 08 compares: two content-only, each with its collaborative version.
+AGREEMENT_TABLES = ("rqvae", "rqvae-collab", "rq-kmeans-balanced", "rq-kmeans-collab")
+#: Each content table's collaborative version.
+COLLAB_OF = {"rqvae": "rqvae-collab", "rq-kmeans-balanced": "rq-kmeans-collab"}
 
 
 def heldout_pairs(split: LeaveOneOut) -> np.ndarray:
@@ -36,6 +43,16 @@ def heldout_pairs(split: LeaveOneOut) -> np.ndarray:
     """
     pairs = [(s[-1], split.val[u]) for u, s in split.train.items() if s and s[-1] != split.val[u]]
     return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def agreement_pairs(split: LeaveOneOut) -> dict[str, np.ndarray]:
+    """The two sets of pairs :func:`prefix_agreement` reads: consecutive items of the training
+    parts (what the collaborative vectors learnt from) and :func:`heldout_pairs` (what they never
+    saw)."""
+    return {
+        "training pairs": consecutive_pairs(split.train),
+        "held-out pairs": heldout_pairs(split),
+    }
 
 
 def prefix_agreement(
@@ -137,3 +154,57 @@ def agreement_figure(
     axes[-1].legend(fontsize=8)
     fig.suptitle("what a prefix groups: categories against what users do (arrows: + collaborative)")
     return fig
+
+
+def seed_agreement(
+    split: str, seed: int, tables: Sequence[str] = AGREEMENT_TABLES, max_users: int | None = None
+) -> pd.DataFrame:
+    """:func:`prefix_agreement` of one seed's ID tables of ``split`` (``seeded_id_tables``,
+    fitted or read from ``artifacts/retrieval``) on its sub-categories and
+    :func:`agreement_pairs`, as notebook 08 computes it for its seed."""
+    from rqvae_lib.data import ItemDataModule, top_category
+    from rqvae_lib.retrieval.experiment import load_retrieval_data
+    from rqvae_lib.retrieval.id_tables import seeded_id_tables
+
+    data = load_retrieval_data(split, max_users=max_users)
+    dm = ItemDataModule(None, split)
+    dm.prepare_data()
+    dm.setup()
+    catalogue = dm.dataset("all")
+    fitted = seeded_id_tables(split, tables, seed, sequences=data.sequences)
+    labels = top_category(catalogue.items, level=2).tolist()
+    ids = {name: fitted[name].ids for name in tables}
+    return prefix_agreement(ids, catalogue.item_ids, labels, agreement_pairs(data.sequences))
+
+
+def agreement_changes(
+    records: Sequence[Mapping], dataset: str, column: str, pairs_of: Mapping[str, str] = COLLAB_OF
+) -> pd.DataFrame:
+    """Per content table and depth: ``column`` of the content table and of its collaborative
+    version, and the change, each the mean over the seeds both have with its standard error over
+    seeds; ``verdict`` says whether the change exceeds twice its standard error.
+
+    ``records`` are JSON-like rows of :func:`prefix_agreement` with ``dataset``, ``seed``,
+    ``table`` and ``depth`` (``benchmarks/collab_agreement.py`` writes them).
+    """
+    frame = pd.DataFrame([r for r in records if r["dataset"] == dataset])
+    if frame.empty:
+        return pd.DataFrame()
+    rows = []
+    for content, collaborative in pairs_of.items():
+        for depth in sorted(frame["depth"].unique()):
+            at = frame[frame["depth"] == depth].pivot_table(
+                index="seed", columns="table", values=column
+            )
+            if content not in at or collaborative not in at:
+                continue
+            both = at[[content, collaborative]].dropna()
+            row: dict = {"content table": content, "depth": int(depth), "seeds": len(both)}
+            for label, values in (("content", both[content]), ("collaborative", both[collaborative]),
+                                  ("change", both[collaborative] - both[content])):  # fmt: skip
+                mean, sem = mean_sem(torch.tensor(values.to_numpy(), dtype=torch.float64))
+                row[label], row[f"{label} sem"] = mean, sem
+            exceeds = len(both) > 1 and abs(row["change"]) > 2 * row["change sem"]
+            row["verdict"] = ("up" if row["change"] > 0 else "down") if exceeds else "within noise"
+            rows.append(row)
+    return pd.DataFrame(rows).set_index(["content table", "depth"]) if rows else pd.DataFrame()

@@ -223,6 +223,37 @@ def cold_table(
     return pd.DataFrame(rows).set_index(["recommender", "ID table"]) if rows else pd.DataFrame()
 
 
+def cold_pairs(
+    records: Sequence[Mapping[str, Any]],
+    pairs: Mapping[str, str],
+    dataset: str = "beauty",
+    key: str = "admitted",
+    metric: str = "recall@10",
+) -> pd.DataFrame:
+    """Per pair of tables (``pairs``: A -> B) and group (all, new and known targets): the mean
+    over seeds of B's ``metric`` minus A's in :func:`cold_rows`' ``key`` row, its standard error
+    over seeds and whether it exceeds twice that; seeds where both tables ran (the same new
+    items)."""
+    by: dict[str, dict[int, Mapping[str, Any]]] = {}
+    for r in _cold(records, dataset):
+        if r.get("model") == "seq2seq":
+            by.setdefault(r["table"], {})[r["seed"]] = cold_rows(r)[key]
+    rows = []
+    for a, b in pairs.items():
+        seeds = sorted(set(by.get(a, {})) & set(by.get(b, {})))
+        for group in ("all", "new", "known"):
+            diffs = [by[b][s][group][metric][0] - by[a][s][group][metric][0] for s in seeds]
+            if not diffs:
+                continue
+            mean, sem = _over_seeds(diffs) if len(diffs) > 1 else (diffs[0], float("nan"))
+            exceeds = len(diffs) > 1 and abs(mean) > 2 * sem
+            rows.append({"A": a, "B": b, "group": group, f"B - A {metric}": mean, "seed_sem": sem,
+                         "seeds": len(diffs),
+                         "verdict": ("B ahead" if mean > 0 else "A ahead") if exceeds
+                         else "within noise"})  # fmt: skip
+    return pd.DataFrame(rows).set_index(["A", "B", "group"]) if rows else pd.DataFrame()
+
+
 def tradeoff_table(
     records: Sequence[Mapping[str, Any]], dataset: str = "beauty", k: int = 10
 ) -> pd.DataFrame:
