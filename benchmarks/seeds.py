@@ -179,9 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     ]  # fmt: skip
     if args.align_weight is not None:  # its own unit name, so each weight resumes on its own
         todo = [(f"collab@{args.align_weight:g}", *u[1:]) if u[0] == "collab" else u for u in todo]
-    done = read_done(args.out, args.budget)
     for unit in todo:
-        if unit in done:
+        if unit in read_done(args.out, args.budget):  # read per unit: another run may have it
             print(f"{unit}: in {args.out.name} already", flush=True)
             continue
         print(f"--- {unit} ({machine()})", flush=True)
