@@ -106,3 +106,35 @@ def test_agreement_changes_pair_each_table_with_its_collaborative_version_over_s
     assert one.loc[("rqvae", 1), "verdict"] == "within noise"  # one seed: no verdict
     assert collab.agreement_changes(records, "toys", "category", {"a": "b"}).empty
     assert collab.agreement_changes(records, "other", "category").empty
+
+
+def test_seed_agreement_measures_the_seeded_tables_of_a_split(fixture_root) -> None:
+    """On the tiny fixture: the four seeded tables (fitted once, then read back), measured on
+    the fixture's sub-categories and pairs exactly as prefix_agreement measures them."""
+    from retrieval_helpers import TINY_CONFIG
+
+    from rqvae_lib.data import ItemDataModule, top_category
+    from rqvae_lib.retrieval.experiment import load_retrieval_data
+    from rqvae_lib.retrieval.id_tables import seeded_id_tables
+
+    data = load_retrieval_data("tiny", fixture_root)
+    tables = seeded_id_tables("tiny", collab.AGREEMENT_TABLES, 0, rqvae_epochs=2, root=fixture_root,
+                              config=TINY_CONFIG, sequences=data.sequences)  # fmt: skip
+    got = collab.seed_agreement("tiny", 0, root=fixture_root, config=TINY_CONFIG)  # reads them
+    dm = ItemDataModule(fixture_root, "tiny")
+    dm.prepare_data()
+    dm.setup()
+    catalogue = dm.dataset("all")
+    want = collab.prefix_agreement(
+        {name: tables[name].ids for name in collab.AGREEMENT_TABLES}, catalogue.item_ids,
+        top_category(catalogue.items, level=2).tolist(), collab.agreement_pairs(data.sequences),
+    )  # fmt: skip
+    assert list(got.index.get_level_values("table").unique()) == list(collab.AGREEMENT_TABLES)
+    assert got.equals(want)
+    changes = collab.agreement_changes(
+        [dict(r, dataset="tiny", seed=0) for r in got.reset_index().to_dict("records")],
+        "tiny", "held-out pairs",
+    )  # fmt: skip
+    assert changes.loc[("rqvae", 1), "change"] == pytest.approx(
+        got.loc[("rqvae-collab", 1), "held-out pairs"] - got.loc[("rqvae", 1), "held-out pairs"]
+    )

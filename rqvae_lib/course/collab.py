@@ -12,6 +12,8 @@ shared prefix that another table keeps apart.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -157,21 +159,28 @@ def agreement_figure(
 
 
 def seed_agreement(
-    split: str, seed: int, tables: Sequence[str] = AGREEMENT_TABLES, max_users: int | None = None
+    split: str,
+    seed: int,
+    tables: Sequence[str] = AGREEMENT_TABLES,
+    max_users: int | None = None,
+    root: str | Path | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """:func:`prefix_agreement` of one seed's ID tables of ``split`` (``seeded_id_tables``,
-    fitted or read from ``artifacts/retrieval``) on its sub-categories and
+    """:func:`prefix_agreement` of one seed's ID tables of ``split`` (``seeded_id_tables`` with
+    ``config``, fitted or read from ``artifacts/retrieval``) on its sub-categories and
     :func:`agreement_pairs`, as notebook 08 computes it for its seed."""
     from rqvae_lib.data import ItemDataModule, top_category
     from rqvae_lib.retrieval.experiment import load_retrieval_data
     from rqvae_lib.retrieval.id_tables import seeded_id_tables
 
-    data = load_retrieval_data(split, max_users=max_users)
-    dm = ItemDataModule(None, split)
+    data = load_retrieval_data(split, root, max_users)
+    dm = ItemDataModule(root, split)
     dm.prepare_data()
     dm.setup()
     catalogue = dm.dataset("all")
-    fitted = seeded_id_tables(split, tables, seed, sequences=data.sequences)
+    fitted = seeded_id_tables(
+        split, tables, seed, root=root, config=config, sequences=data.sequences
+    )
     labels = top_category(catalogue.items, level=2).tolist()
     ids = {name: fitted[name].ids for name in tables}
     return prefix_agreement(ids, catalogue.item_ids, labels, agreement_pairs(data.sequences))
