@@ -771,40 +771,51 @@ WRONG_ANSWERS.update(
 # -- notebook 08 ------------------------------------------------------------------------------
 
 
-def pair_share(ids, pairs, depth):
-    """The share of pairs of rows whose IDs agree on all of their first ``depth`` codes."""
-    a, b = pairs[:, 0], pairs[:, 1]
-    return float((ids[a, :depth] == ids[b, :depth]).all(dim=1).float().mean())
+def joint_vectors(text, collab, known, weight):
+    """Each text row at length 1, then its SASRec vector at length 1 times weight (or zeros)."""
+    text = text / text.norm(dim=1, keepdim=True)
+    collab = collab / collab.norm(dim=1, keepdim=True) * weight
+    return torch.cat([text, collab * known[:, None]], dim=1)  # zeros where known is False
 
 
-def _share_count(ids, pairs, depth):
-    a, b = pairs[:, 0], pairs[:, 1]
-    return float((ids[a, :depth] == ids[b, :depth]).all(dim=1).sum())
+def _joint_whole_row(text, collab, known, weight):
+    rows = torch.cat([text, collab * known[:, None]], dim=1)
+    return rows / rows.norm(dim=1, keepdim=True)
 
 
-def _share_one_level(ids, pairs, depth):
-    a, b = pairs[:, 0], pairs[:, 1]
-    return float((ids[a, depth - 1] == ids[b, depth - 1]).float().mean())
+def _joint_no_zeros(text, collab, known, weight):
+    return joint_vectors(text, collab, torch.ones_like(known), weight)
 
 
-def _share_one_deeper(ids, pairs, depth):
-    return pair_share(ids, pairs, depth + 1)
+def _joint_no_weight(text, collab, known, weight):
+    return joint_vectors(text, collab, known, 1.0)
 
 
-def _share_by_the_library(ids, pairs, depth):
-    from rqvae_lib.course.analysis import shared_prefix_length
+def _joint_raw_text(text, collab, known, weight):
+    collab = collab / collab.norm(dim=1, keepdim=True) * weight
+    return torch.cat([text, collab * known[:, None]], dim=1)
 
-    return float((shared_prefix_length(ids, pairs[:, 0], pairs[:, 1]) >= depth).mean())
+
+def _joint_by_the_library(text, collab, known, weight):
+    from types import SimpleNamespace
+
+    from rqvae_lib.retrieval.id_tables import joint_features
+
+    ids = torch.arange(len(text))
+    return joint_features(
+        text, ids, SimpleNamespace(vectors=collab, known=known, item_ids=ids), weight
+    )
 
 
-SOLUTIONS.update({"08-pair-share": pair_share})
+SOLUTIONS.update({"08-joint-vector": joint_vectors})
 WRONG_ANSWERS.update(
     {
-        "08-pair-share": [
-            (_share_count, "not their number"),
-            (_share_one_level, "alone"),
-            (_share_one_deeper, "not"),
-            (_share_by_the_library, LIBRARY_HINT),
+        "08-joint-vector": [
+            (_joint_whole_row, "each half"),
+            (_joint_no_zeros, "zeros"),
+            (_joint_no_weight, "weight"),
+            (_joint_raw_text, "text row"),
+            (_joint_by_the_library, LIBRARY_HINT),
         ]
     }
 )

@@ -1771,65 +1771,63 @@ def _nearest_text(answer: Any) -> str | None:
 # -- notebook 08: collaborative IDs -------------------------------------------------------------
 
 
-def _pair_cases() -> list[tuple[torch.Tensor, torch.Tensor, int]]:
-    """Hand-made ID tables (N, L), pairs of rows (P, 2) and a depth: some pairs agree on a later
-    code but not an earlier one, so a per-level test and a prefix test differ."""
+def _joint_cases() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]]:
+    """(text (N, D), collaborative (N, d), known (N,), weight): rows of unequal lengths, some
+    items without a vector, and weights other than 1."""
     g = torch.Generator().manual_seed(8)
-    cases = [
-        (torch.tensor([[0, 1, 2], [0, 1, 3], [0, 2, 2], [1, 1, 2], [0, 1, 2]]),
-         torch.tensor([[0, 1], [0, 2], [0, 3], [1, 4], [2, 3], [3, 4]]), 2),
-        (torch.tensor([[0, 1, 2], [0, 1, 3], [0, 2, 2], [1, 1, 2], [0, 1, 2]]),
-         torch.tensor([[0, 1], [0, 2], [0, 3], [1, 4], [2, 3], [3, 4]]), 1),
-    ]  # fmt: skip
-    ids = torch.randint(0, 3, (40, 3), generator=g)
-    pairs = torch.randint(0, 40, (200, 2), generator=g)
-    cases += [(ids, pairs, d) for d in (1, 2, 3)]
+    cases = []
+    for n, d_text, d_collab, weight in ((5, 4, 3, 1.0), (7, 6, 2, 0.5), (4, 3, 5, 2.0)):
+        text = torch.randn(n, d_text, generator=g) * torch.linspace(0.5, 3.0, n)[:, None]
+        collab = torch.randn(n, d_collab, generator=g) * 4.0
+        known = torch.tensor([i % 3 != 1 for i in range(n)])
+        cases.append((text, collab, known, weight))
     return cases
 
 
 @exercise(
-    "08-pair-share",
-    library=(
-        "rqvae_lib.course.analysis:shared_prefix_length",
-        "rqvae_lib.course.analysis:pair_prefix_sharing",
-        "rqvae_lib.course.collab:prefix_agreement",
-    ),
-    question="Write pair_share(ids, pairs, depth): ids (N, L) is an ID table (row r: item r's "
-    "codes), pairs (P, 2) holds pairs of rows, and depth is between 1 and L. Return the share "
-    "of the P pairs (a float between 0 and 1) whose two IDs agree on all of their first depth "
-    "codes.",
+    "08-joint-vector",
+    library=("rqvae_lib.retrieval.id_tables:joint_features",),
+    question="Write joint_vectors(text, collab, known, weight): text (N, D) holds the items' text "
+    "embeddings, collab (N, d) their SASRec vectors, known (N,) is True where an item has one, "
+    "and weight is a float. Return the (N, D + d) rows that rq-kmeans-collab clusters: each text "
+    "row scaled to length 1, followed by its SASRec vector scaled to length 1 and then times "
+    "weight, or by d zeros where known is False.",
     placeholder=_unwritten,
-    explanation="A pair shares the prefix of depth d when its IDs agree on every one of the "
-    "first d codes: (ids[a, :d] == ids[b, :d]).all(dim=1). Agreeing on code d alone is not "
-    "enough: two items can share a second code under different first codes, and then they sit "
-    "in different branches of the tree, as far apart as the IDs can say. This is the 'pairs' "
-    "column of rqvae_lib.course.analysis.pair_prefix_sharing, which also gives its chance "
-    "level.",
+    explanation="Scaling each half to length 1 makes the text and the collaborative vector "
+    "count the same in a squared distance, whatever their sizes (SASRec vectors are often far "
+    "longer than sentence embeddings); weight then tilts the balance. Scaling the whole row at "
+    "once would let the longer half decide. An item without a vector gets zeros, so only its "
+    "text places it: k-means then reads it as an item whose collaborative half sits at the "
+    "origin, which is why new items crowd under a few prefixes. This is "
+    "rqvae_lib.retrieval.id_tables.joint_features.",
 )
 @_function_exercise
-def _pair_share(answer: Any) -> str | None:
-    for ids, pairs, depth in _pair_cases():
-        out = _one_number(call(answer, ids.clone(), pairs.clone(), depth))
-        if isinstance(out, str):
-            return out
-        a, b = pairs[:, 0], pairs[:, 1]
-        prefix = (ids[a, :depth] == ids[b, :depth]).all(dim=1)
-        want = float(prefix.float().mean())
-        if math.isclose(out, want, abs_tol=1e-9):
+def _joint_vector(answer: Any) -> str | None:
+    import torch.nn.functional as F
+
+    for text, collab, known, weight in _joint_cases():
+        out = call(answer, text.clone(), collab.clone(), known.clone(), weight)
+        if not isinstance(out, torch.Tensor):
+            return f"Return a tensor of shape (N, D + d); got {_describe(out)}."
+        n, want_shape = len(text), (len(text), text.shape[1] + collab.shape[1])
+        if tuple(out.shape) != want_shape:
+            return f"Return shape (N, D + d) = {want_shape}; got {tuple(out.shape)}."
+        half = F.normalize(collab, dim=1) * weight
+        want = torch.cat([F.normalize(text, dim=1), half * known[:, None]], dim=1)
+        out = out.float()
+        if torch.allclose(out, want, atol=1e-5):
             continue
-        if math.isclose(out, float(prefix.sum())):
-            return "Return the share of the pairs, not their number: divide by len(pairs)."
-        if math.isclose(out, float((ids[a, depth - 1] == ids[b, depth - 1]).float().mean())):
-            return (
-                f"You compared code {depth} alone. A shared prefix of depth {depth} needs "
-                f"all of the first {depth} codes equal."
-            )
-        if depth < ids.shape[1] and math.isclose(
-            out, float((ids[a, : depth + 1] == ids[b, : depth + 1]).all(dim=1).float().mean())
-        ):
-            return f"Compare the first depth codes, ids[:, :depth]: depth {depth}, not {depth + 1}."
-        return (
-            f"On a table of {len(ids)} items and {len(pairs)} pairs at depth {depth} the share is "
-            f"{want:.4f}; yours is {out:.4f}."
-        )
+        rows = torch.cat([text, collab * known[:, None]], dim=1)
+        if torch.allclose(out, F.normalize(rows, dim=1), atol=1e-5):
+            return "Scale each half to length 1 on its own, not the whole row: the longer half would decide."
+        if torch.allclose(out[:, : text.shape[1]], F.normalize(text, dim=1), atol=1e-5):
+            if not torch.allclose(out[~known, text.shape[1] :], torch.zeros(1), atol=1e-6):
+                return "Items without a vector (known False) get zeros in the second half."
+            if weight != 1.0 and torch.allclose(
+                out[:, text.shape[1] :], F.normalize(collab, dim=1) * known[:, None], atol=1e-5
+            ):
+                return "Multiply the collaborative half by weight, after scaling it to length 1."
+        elif torch.allclose(out[:, : text.shape[1]], text, atol=1e-5):
+            return "Scale each text row to length 1 too."
+        return f"For {n} items the rows differ from the expected ones; check each half on its own."
     return None
