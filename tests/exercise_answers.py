@@ -773,8 +773,8 @@ WRONG_ANSWERS.update(
 
 def joint_vectors(text, collab, known, weight):
     """Each text row at length 1, then its SASRec vector at length 1 times weight (or zeros)."""
-    text = text / text.norm(dim=1, keepdim=True)
-    collab = collab / collab.norm(dim=1, keepdim=True) * weight
+    text = torch.nn.functional.normalize(text, dim=1)  # a zero row stays zero, never NaN
+    collab = torch.nn.functional.normalize(collab, dim=1) * weight
     return torch.cat([text, collab * known[:, None]], dim=1)  # zeros where known is False
 
 

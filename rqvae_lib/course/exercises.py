@@ -1794,9 +1794,8 @@ def _joint_cases() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, float
     "weight, or by d zeros where known is False.",
     placeholder=_unwritten,
     explanation="Scaling each half to length 1 makes the text and the collaborative vector "
-    "count the same in a squared distance, whatever their sizes (SASRec vectors are often far "
-    "longer than sentence embeddings); weight then tilts the balance. Scaling the whole row at "
-    "once would let the longer half decide. An item without a vector gets zeros, so only its "
+    "count the same in a squared distance, whatever their own lengths; weight then tilts the "
+    "balance. Scaling the whole row at once would let the longer half decide. An item without a vector gets zeros, so only its "
     "text places it: k-means then reads it as an item whose collaborative half sits at the "
     "origin, which is why new items crowd under a few prefixes. This is "
     "rqvae_lib.retrieval.id_tables.joint_features.",
