@@ -819,3 +819,40 @@ WRONG_ANSWERS.update(
         ]
     }
 )
+
+
+def my_heldout_pairs(train, val):
+    """(last training item, validation item) per user, the two different."""
+    return [(s[-1], val[u]) for u, s in train.items() if s and s[-1] != val[u]]
+
+
+def _heldout_first(train, val):
+    return [(s[0], val[u]) for u, s in train.items() if s and s[0] != val[u]]
+
+
+def _heldout_keep_same(train, val):
+    return [(s[-1], val[u]) for u, s in train.items() if s]
+
+
+def _heldout_reversed(train, val):
+    return [(val[u], s[-1]) for u, s in train.items() if s and s[-1] != val[u]]
+
+
+def _heldout_by_the_library(train, val):
+    from rqvae_lib.course import collab
+    from rqvae_lib.data.amazon import LeaveOneOut
+
+    return [tuple(p) for p in collab.heldout_pairs(LeaveOneOut(train, val, dict(val))).tolist()]
+
+
+SOLUTIONS.update({"08-heldout-pairs": my_heldout_pairs})
+WRONG_ANSWERS.update(
+    {
+        "08-heldout-pairs": [
+            (_heldout_first, "last training item"),
+            (_heldout_keep_same, "Leave out"),
+            (_heldout_reversed, "first"),
+            (_heldout_by_the_library, LIBRARY_HINT),
+        ]
+    }
+)

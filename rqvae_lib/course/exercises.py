@@ -1830,3 +1830,48 @@ def _joint_vector(answer: Any) -> str | None:
             return "Scale each text row to length 1 too."
         return f"For {n} items the rows differ from the expected ones; check each half on its own."
     return None
+
+
+def _heldout_cases() -> list[tuple[dict[int, list[int]], dict[int, int]]]:
+    """(training parts, validation items): users whose last training item is their validation
+    item, a user without training items, repeated items and unsorted user ids."""
+    return [
+        ({1: [5, 6], 2: [7], 3: [], 4: [8, 9, 8]}, {1: 7, 2: 7, 3: 5, 4: 2}),
+        ({9: [1, 2, 3], 4: [3, 1], 7: [2]}, {9: 4, 4: 1, 7: 5}),
+        ({}, {}),
+    ]
+
+
+@exercise(
+    "08-heldout-pairs",
+    library=("rqvae_lib.course.collab:heldout_pairs", "rqvae_lib.course.collab:agreement_pairs"),
+    question="Write my_heldout_pairs(train, val): train maps each user to their training items in "
+    "time order (a list, maybe empty), val maps each user to their validation item. Return, as a "
+    "list of (a, b) tuples in the order of train's users, each user's last training item a and "
+    "validation item b, leaving out users without training items and users whose two are the "
+    "same item.",
+    placeholder=_unwritten,
+    explanation="Each pair is a next review that no training part holds for that user, so "
+    "vectors learnt from the training parts never read it: a fair test of whether IDs aligned "
+    "with them group what users do next. The last training item, not the first, makes the pair "
+    "consecutive. This is rqvae_lib.course.collab.heldout_pairs.",
+)
+@_function_exercise
+def _heldout_pairs(answer: Any) -> str | None:
+    for train, val in _heldout_cases():
+        out = call(answer, {u: list(s) for u, s in train.items()}, dict(val))
+        want = [(s[-1], val[u]) for u, s in train.items() if s and s[-1] != val[u]]
+        try:
+            got = [tuple(int(x) for x in pair) for pair in out]
+        except (TypeError, ValueError):
+            return f"Return a list of (a, b) pairs of item ids; got {_describe(out)}."
+        if got == want:
+            continue
+        if got == [(s[0], val[u]) for u, s in train.items() if s and s[0] != val[u]]:
+            return "Pair the validation item with the last training item, s[-1], not the first."
+        if got == [(s[-1], val[u]) for u, s in train.items() if s]:
+            return "Leave out users whose last training item is their validation item."
+        if got == [(val[u], s[-1]) for u, s in train.items() if s and s[-1] != val[u]]:
+            return "Put the last training item first: (a, b) with a the earlier review."
+        return f"For training parts {train} and validation items {val} the pairs are {want}; got {got}."
+    return None
