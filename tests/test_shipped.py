@@ -32,9 +32,13 @@ def test_each_shipped_model_matches_its_record_and_gives_its_recorded_outputs(na
     assert sum(m["bytes"] for m in record["files"].values()) <= shipped.MAX_BYTES
     if record["kind"] == "folder":
         model = RqVae.from_pretrained(folder)  # checks the weights against config.json
-        got = shipped.probe(model)
-        assert got["ids_sha256"] == record["probe"]["ids_sha256"]
-        assert got["relative_error"] == pytest.approx(record["probe"]["relative_error"], rel=1e-5)
+        got, want = shipped.probe(model), record["probe"]
+        # Random probe inputs put a few latents within 1e-5 (relative) of two codes, so another
+        # CPU's summation order could flip one: at least 99% of the 768 codes must agree (all
+        # did across 1 and 2 threads here), and the error to 1e-5.
+        same = torch.tensor(got["ids"]) == torch.tensor(want["ids"])
+        assert same.shape == (256, model.config.num_levels) and same.float().mean() >= 0.99
+        assert got["relative_error"] == pytest.approx(want["relative_error"], rel=1e-5)
         assert set(record["metrics"]) == {"perplexity", "collision_rate", "relative_error"}
     else:
         (file,) = record["files"]
@@ -76,7 +80,7 @@ def test_ship_then_install_puts_the_model_back_and_refuses_a_changed_file(tmp_pa
 
     shutil.rmtree(target)
     assert shipped.install(["tiny"], models, verbose=False) == {"tiny": "installed"}
-    assert shipped.probe(RqVae.from_pretrained(target)) == record["probe"]
+    assert shipped.probe(RqVae.from_pretrained(target))["ids"] == record["probe"]["ids"]
     shutil.rmtree(target)
     monkeypatch.setenv(shipped.RETRAIN_ENV, "1")  # retrain: nothing is copied
     assert shipped.install(["tiny"], models, verbose=False) == {"tiny": "retrain"}

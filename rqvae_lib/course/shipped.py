@@ -13,7 +13,6 @@ outputs, recorded when it is shipped and recomputed by the tests.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -110,8 +109,8 @@ def install(
 
 
 def probe(model: torch.nn.Module) -> dict[str, Any]:
-    """A fixed check of an RQ-VAE's outputs: the sha256 of its semantic IDs for 256 seeded
-    random inputs, and its relative reconstruction error on them."""
+    """A fixed check of an RQ-VAE's outputs: its semantic IDs for 256 seeded random inputs (a
+    list of rows) and its relative reconstruction error on them."""
     from rqvae_lib.evaluate import reconstruction_error
 
     g = torch.Generator().manual_seed(0)
@@ -120,7 +119,7 @@ def probe(model: torch.nn.Module) -> dict[str, Any]:
     with torch.no_grad():
         ids = model.generate_semantic_ids(x).cpu().contiguous()
         reconstruction = model(x)[0]  # the decoder's output from the quantized latent
-    return {"ids_sha256": hashlib.sha256(ids.numpy().tobytes()).hexdigest(),
+    return {"ids": ids.tolist(),
             "relative_error": reconstruction_error(x, reconstruction)["relative_error"]}  # fmt: skip
 
 
