@@ -28,6 +28,7 @@ from rqvae_lib.course.analysis import (
     pair_prefix_sharing,
     shared_prefix_length,
 )
+from rqvae_lib.course.seeds import verdict
 from rqvae_lib.data.amazon import LeaveOneOut
 from rqvae_lib.retrieval.metrics import mean_sem
 
@@ -213,7 +214,6 @@ def agreement_changes(
                                   ("change", both[collaborative] - both[content])):  # fmt: skip
                 mean, sem = mean_sem(torch.tensor(values.to_numpy(), dtype=torch.float64))
                 row[label], row[f"{label} sem"] = mean, sem
-            exceeds = len(both) > 1 and abs(row["change"]) > 2 * row["change sem"]
-            row["verdict"] = ("up" if row["change"] > 0 else "down") if exceeds else "within noise"
+            row["verdict"] = verdict(row["change"], row["change sem"], len(both), "up", "down")
             rows.append(row)
     return pd.DataFrame(rows).set_index(["content table", "depth"]) if rows else pd.DataFrame()

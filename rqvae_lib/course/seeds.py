@@ -94,6 +94,15 @@ def _warm(records: Sequence[Mapping[str, Any]], dataset: str) -> dict[str, dict[
     return {t: out[t] for t in order}
 
 
+def verdict(mean: float, sem: float, seeds: int, positive: str, negative: str) -> str:
+    """``positive`` or ``negative`` (by the sign of ``mean``) when a mean over more than one seed
+    is more than twice its standard error from 0, else "within noise": the rule of every
+    comparison over seeds."""
+    if seeds > 1 and abs(mean) > 2 * sem:
+        return positive if mean > 0 else negative
+    return "within noise"
+
+
 def _over_seeds(values: Sequence[float]) -> tuple[float, float]:
     mean, sem = mean_sem(torch.tensor(list(values), dtype=torch.float64))
     return mean, sem
@@ -132,12 +141,10 @@ def pair_table(
             continue
         diffs = [paired_difference(by_table[a][s], by_table[b][s], metric) for s in seeds]
         mean, sem = _over_seeds([d.mean for d in diffs])
-        exceeds = bool(len(seeds) > 1 and abs(mean) > 2 * sem)
         rows.append({"A": table_name(a), "B": table_name(b), f"A - B {metric}": mean,
                      "seed_sem": sem, "user_sem": float(np.mean([d.sem for d in diffs])),
                      "seeds": len(seeds),
-                     "verdict": ("A ahead" if mean > 0 else "B ahead") if exceeds
-                     else "within noise"})  # fmt: skip
+                     "verdict": verdict(mean, sem, len(seeds), "A ahead", "B ahead")})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -245,12 +252,10 @@ def cold_pairs(
             diffs = [by[b][s][group][metric][0] - by[a][s][group][metric][0] for s in seeds]
             if not diffs:
                 continue
-            mean, sem = _over_seeds(diffs) if len(diffs) > 1 else (diffs[0], float("nan"))
-            exceeds = len(diffs) > 1 and abs(mean) > 2 * sem
+            mean, sem = _over_seeds(diffs)  # one seed: no standard error (NaN)
             rows.append({"A": a, "B": b, "group": group, f"B - A {metric}": mean, "seed_sem": sem,
                          "seeds": len(diffs),
-                         "verdict": ("B ahead" if mean > 0 else "A ahead") if exceeds
-                         else "within noise"})  # fmt: skip
+                         "verdict": verdict(mean, sem, len(diffs), "B ahead", "A ahead")})  # fmt: skip
     return pd.DataFrame(rows).set_index(["A", "B", "group"]) if rows else pd.DataFrame()
 
 
